@@ -25,7 +25,7 @@ $(STAMP): setup.py setup.cfg requirements.txt package.xml Makefile
 	$(PIP) install -q --upgrade pip setuptools wheel
 	$(PIP) install -q "$(TORCH)"
 	$(PIP) install -q $(ROS_WHEELS)
-	$(PIP) install -q -r requirements.txt pytest pytest-timeout ruff
+	$(PIP) install -q -r requirements.txt pytest pytest-timeout ruff colcon-common-extensions
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 	@echo "setup complete: $(VENV)"

@@ -6,31 +6,38 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> int:
-    import rclpy
-    from rclpy.executors import ExternalShutdownException
-
     args = sys.argv if argv is None else argv
     if "--help" in args or "-h" in args:
         print(
             "usage: ilrm_node [--ros-args ...]\n\n"
             "The ilrm_ros node: synced camera + pose in, iLRM refresh, rendered views and point clouds out.\n"
-            "Parameters come from --ros-args (e.g. --params-file config/ilrm.yaml); see README."
+            "Parameters come from --ros-args (e.g. --params-file config/ilrm.yaml; -p device:=cpu);\n"
+            "`ros2 param describe /ilrm <name>` documents each. See README.md."
         )
         return 0
+    import rclpy
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+
     rclpy.init(args=args)
-    from ilrm_ros.node.ilrm_node import IlrmNode
+    from ilrm_ros.node.ilrm_node import IlrmNode, StartupError
 
     node = None
+    code = 0
     try:
         node = IlrmNode()
-        rclpy.spin(node)
+        executor = MultiThreadedExecutor(num_threads=4)
+        executor.add_node(node)
+        executor.spin()
+    except StartupError as err:
+        rclpy.logging.get_logger("ilrm").fatal(str(err))
+        code = 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
-    return 0
+    return code
 
 
 if __name__ == "__main__":

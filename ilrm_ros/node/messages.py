@@ -64,9 +64,9 @@ def pose_array_msg(cam_to_worlds, stamp_ns: int, frame_id: str) -> PoseArray:
     return PoseArray(header=header(stamp_ns, frame_id), poses=[pose_msg(T) for T in cam_to_worlds])
 
 
-def diagnostics_msg(name: str, hardware_id: str, level: int, message: str, values: dict,
+def diagnostics_msg(name: str, hardware_id: str, level: bytes, message: str, values: dict,
                     stamp_ns: int) -> DiagnosticArray:
     """One DiagnosticStatus (level: DiagnosticStatus.OK/WARN/ERROR) with string key/values."""
-    status = DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id,
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id,
                               values=[KeyValue(key=str(k), value=str(v)) for k, v in values.items()])
     return DiagnosticArray(header=header(stamp_ns, ""), status=[status])

@@ -1,0 +1,206 @@
+"""``ilrm train``: train an iLRM preset (or fine-tune a checkpoint) on synthetic rooms or recorded bags.
+
+Single GPU / CPU::
+
+    ilrm train --preset small --out runs/small --steps 20000 --max-minutes 9 --resume auto
+
+Several GPUs of one host (DDP; global batch = --batch-size x GPUs)::
+
+    torchrun --standalone --nproc_per_node 2 -m ilrm_ros.cli train --preset small --out runs/small ...
+
+``--resume auto`` continues from ``--out``'s latest checkpoint when there is one, so the same
+command trains in chunks (each stops cleanly before ``--max-minutes``). Options not given on a
+resumed run keep the values stored in its checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+NAME = "train"
+HELP = "train an iLRM preset on synthetic scenes or recorded bags"
+
+# option name -> TrainConfig field, for options whose default comes from the config (None = not given)
+_CONFIG_OPTIONS = (
+    "preset",
+    "init",
+    "data",
+    "bags",
+    "image_topic",
+    "camera_info_topic",
+    "pose_topic",
+    "pose_type",
+    "camera_from_pose",
+    "bag_stride",
+    "steps",
+    "batch_size",
+    "lr",
+    "warmup",
+    "min_lr_ratio",
+    "weight_decay",
+    "grad_clip",
+    "num_views",
+    "num_targets",
+    "resolution",
+    "ssim_weight",
+    "depth_weight",
+    "max_gap",
+    "scene_pool",
+    "samples_per_scene",
+    "seed",
+    "log_every",
+    "ckpt_every",
+    "keep_every",
+)
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    """``128`` -> (128, 128); ``128x160`` -> (H, W) = (128, 160)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"bad resolution {text!r}: use H or HxW") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"bad resolution {text!r}: use H or HxW")
+    return values[0], values[1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ilrm_ros.train.trainer import TrainConfig
+
+    d = TrainConfig()
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.description = __doc__
+    g = parser.add_argument_group("model")
+    g.add_argument(
+        "--preset", choices=("small", "tiny", "re10k"), default=None, help=f"model size (default {d.preset})"
+    )
+    g.add_argument(
+        "--init", default=None, metavar="CKPT", help="start from these weights (fine-tuning), e.g. the published .ckpt"
+    )
+    g.add_argument(
+        "--resume",
+        default=None,
+        metavar="DIR",
+        help="continue a run: a checkpoint dir, a run dir (its last/), or 'auto' (--out's, if any)",
+    )
+    g.add_argument("--no-grad-checkpointing", action="store_true", help="keep all activations (faster, more memory)")
+    g = parser.add_argument_group("data")
+    g.add_argument("--data", choices=("synthetic", "bag"), default=None, help=f"training data (default {d.data})")
+    g.add_argument("--bags", nargs="+", default=None, metavar="BAG", help="rosbag2 recordings (--data bag)")
+    g.add_argument("--image-topic", default=None)
+    g.add_argument("--camera-info-topic", default=None)
+    g.add_argument("--pose-topic", default=None)
+    g.add_argument(
+        "--pose-type", default=None, choices=("auto", "PoseStamped", "PoseWithCovarianceStamped", "Odometry")
+    )
+    g.add_argument(
+        "--camera-from-pose", default=None, help="camera optical frame in the pose frame: preset or 7 numbers"
+    )
+    g.add_argument("--bag-stride", type=int, default=None, help="keep every n-th image of the bags (default 1)")
+    g.add_argument("--num-views", type=int, default=None, help="context views per sample (default: the model's)")
+    g.add_argument("--num-targets", type=int, default=None, help=f"target views per sample (default {d.num_targets})")
+    g.add_argument(
+        "--resolution",
+        type=_resolution,
+        default=None,
+        metavar="H[xW]",
+        help="training image size (default: the model's image_size)",
+    )
+    g.add_argument(
+        "--max-gap", type=int, default=None, help=f"max keyframes between context views (default {d.max_gap})"
+    )
+    g.add_argument("--scene-pool", type=int, default=None, help=f"synthetic rooms in the pool (default {d.scene_pool})")
+    g.add_argument(
+        "--samples-per-scene",
+        type=int,
+        default=None,
+        help=f"samples drawn per pool refresh (default {d.samples_per_scene})",
+    )
+    g = parser.add_argument_group("optimisation")
+    g.add_argument("--steps", type=int, default=None, help=f"total optimiser steps of the schedule (default {d.steps})")
+    g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) before this wall time")
+    g.add_argument("--batch-size", type=int, default=None, help=f"samples per GPU per step (default {d.batch_size})")
+    g.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr})")
+    g.add_argument("--warmup", type=int, default=None, help=f"linear warm-up steps (default {d.warmup})")
+    g.add_argument("--min-lr-ratio", type=float, default=None, help=f"final lr / peak lr (default {d.min_lr_ratio})")
+    g.add_argument("--weight-decay", type=float, default=None, help=f"AdamW weight decay (default {d.weight_decay})")
+    g.add_argument("--grad-clip", type=float, default=None, help=f"gradient-norm clip (default {d.grad_clip})")
+    g.add_argument("--ssim-weight", type=float, default=None, help="weight of the (1 - SSIM) term (default 0)")
+    g.add_argument(
+        "--depth-weight", type=float, default=None, help="weight of the depth L1 term, synthetic only (default 0)"
+    )
+    g.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
+    g = parser.add_argument_group("output")
+    g.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/train-<preset>)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: this rank's GPU)")
+    g.add_argument("--log-every", type=int, default=None, help=f"steps between logged scalars (default {d.log_every})")
+    g.add_argument("--ckpt-every", type=int, default=None, help=f"steps between checkpoints (default {d.ckpt_every})")
+    g.add_argument("--keep-every", type=int, default=None, help="also keep a copy every n steps (default: never)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def resolve_config(args: argparse.Namespace):
+    """(TrainConfig, out dir, checkpoint to resume or None) from the options and a stored config."""
+    from ilrm_ros.train.trainer import TrainConfig, checkpoint_dir, read_state
+
+    given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name, None) is not None}
+    if args.no_grad_checkpointing:
+        given["grad_checkpointing"] = False
+    resume = args.resume
+    out = Path(args.out) if args.out else None
+    if resume == "auto":
+        if out is None:
+            raise SystemExit("--resume auto needs --out")
+        try:
+            resume = checkpoint_dir(out)
+        except FileNotFoundError:
+            resume = None
+    if resume is not None:
+        resume = checkpoint_dir(resume)
+        stored = read_state(resume)["config"]
+        if out is None:
+            out = resume.parent
+        given.pop("init", None)  # the checkpoint's weights win
+        config = TrainConfig.from_dict({**stored, **given})
+    else:
+        config = TrainConfig(**given)
+        out = out or Path("runs") / f"train-{config.preset}"
+    return config, out, resume
+
+
+def run(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    from ilrm_ros.train import distributed as D
+    from ilrm_ros.train.trainer import Trainer
+
+    config, out, resume = resolve_config(args)
+    info, device = D.setup(args.device)
+    try:
+        if info.is_main:
+            what = f"resuming {resume} at" if resume else "starting"
+            print(f"{what} {out} on {device} x{info.world_size}: {json.dumps(config.to_dict())}", flush=True)
+        trainer = Trainer(config, out, device=device, resume=resume, dist_info=info)
+        try:
+            summary = trainer.run(max_minutes=args.max_minutes, start_time=start, progress=not args.no_progress)
+        finally:
+            trainer.close()
+        if info.is_main:
+            sps = summary["sec_per_step"]
+            rate = f", {sps:.3f} s/step, {config.batch_size * info.world_size / sps:.1f} samples/s" if sps else ""
+            print(
+                f"stopped ({summary['stopped']}) at step {summary['step']}/{config.steps}{rate}; "
+                f"checkpoint {summary['checkpoint']}",
+                flush=True,
+            )
+            if summary["step"] < config.steps:
+                print(f"continue with: ilrm train --out {out} --resume auto [--max-minutes M]", flush=True)
+    finally:
+        D.teardown()
+    return 0

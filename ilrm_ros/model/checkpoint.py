@@ -1,0 +1,251 @@
+"""Building models and loading/saving their weights.
+
+Two on-disk formats are read, never by unpickling arbitrary objects:
+
+* the published PyTorch Lightning checkpoint (``re10k_2view.ckpt``): a dict whose
+  ``"state_dict"`` holds ``encoder.scaler.*`` weights (everything else in it is ignored), read
+  with ``torch.load(..., weights_only=True)``; the config is inferred from the tensor shapes;
+* the project's safetensors files, written by :func:`save_checkpoint`, with the config as
+  JSON in the metadata (fp16 on disk, float32 once loaded).
+
+Keys that are unknown or missing, and shapes that disagree, fail with a ValueError naming them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .config import PRESETS, ILRMConfig
+from .gslrm import GSLRM
+from .ilrm import ILRM, LRMBase
+
+PUBLISHED_PREFIX = "encoder.scaler."
+_FORMAT = "ilrm_ros"
+_RESERVED_METADATA = ("format", "format_version", "config")
+
+
+class CheckpointError(ValueError):
+    """A file or state dict that is not a usable checkpoint for this model."""
+
+
+def build_model(config: ILRMConfig) -> LRMBase:
+    """A freshly initialised model for ``config`` (iLRM or the GS-LRM baseline)."""
+    return (ILRM if config.arch == "ilrm" else GSLRM)(config)
+
+
+def published_state_dict(model: LRMBase) -> dict[str, torch.Tensor]:
+    """The model's weights under the published checkpoint's key names (``encoder.scaler.*``)."""
+    return {PUBLISHED_PREFIX + k: v for k, v in model.state_dict().items()}
+
+
+# --------------------------------------------------------------------------- reading files
+
+
+def _reason(exc: Exception) -> str:
+    """The informative part of a (weights-only) torch.load failure, without torch's boilerplate
+    (which advises retrying with weights_only=False: never do that for an untrusted file)."""
+    boilerplate = ("Weights only load failed", "Check the documentation", "Please file an issue")
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    useful = [ln.replace("WeightsUnpickler error:", "").strip() for ln in lines if not ln.startswith(boilerplate)]
+    useful = [ln for ln in useful if ln]
+    return "; ".join(useful) if useful else f"{type(exc).__name__}"
+
+
+def _read_torch(path: Path) -> object:
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # UnpicklingError for code/foreign objects, RuntimeError for corrupt files, ...
+        raise CheckpointError(
+            f"{path} could not be read as a weights-only PyTorch checkpoint; arbitrary pickled objects "
+            f"are refused ({_reason(exc)})"
+        ) from None
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    from safetensors import safe_open
+
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt", device="cpu") as fh:
+            metadata = fh.metadata() or {}
+            for key in fh.keys():
+                tensors[key] = fh.get_tensor(key)
+    except Exception as exc:
+        raise CheckpointError(f"{path} is not a valid safetensors file: {type(exc).__name__}: {exc}") from None
+    return tensors, metadata
+
+
+def _sniff(path: Path) -> str:
+    """'torch' (zip or pickle stream), 'safetensors', or raise for anything else."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(9)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return "torch"
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") <= size - 8:
+        return "safetensors"
+    raise CheckpointError(
+        f"{path} is not a checkpoint: expected a PyTorch/Lightning .ckpt (zip or pickle) or a safetensors file"
+    )
+
+
+def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+    """The model's tensors from a loaded checkpoint object, without the published prefix."""
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a checkpoint dict")
+    if isinstance(obj.get("state_dict"), Mapping):
+        sd = obj["state_dict"]
+    elif isinstance(obj.get("model"), Mapping) and any(str(k).startswith("viewpoint_tokenizer") for k in obj["model"]):
+        raise CheckpointError(
+            f"{path} uses the later iLRM variant's layout (viewpoint_tokenizer.*, under 'model'); "
+            "only the published re10k layout (encoder.scaler.*) is supported"
+        )
+    else:
+        sd = obj
+    if any(str(k).startswith(PUBLISHED_PREFIX) for k in sd):
+        sd = {k[len(PUBLISHED_PREFIX):]: v for k, v in sd.items() if str(k).startswith(PUBLISHED_PREFIX)}
+    bad = sorted(str(k) for k, v in sd.items() if not isinstance(v, torch.Tensor))
+    if bad:
+        raise CheckpointError(f"{path}: entries that are not tensors: {_names(bad)}")
+    if not sd:
+        raise CheckpointError(f"{path} holds no model weights (no '{PUBLISHED_PREFIX}*' tensors)")
+    return dict(sd)
+
+
+# --------------------------------------------------------------------------- config and checks
+
+
+def _names(keys: list[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return f"[{shown}{f', ... ({len(keys) - limit} more)' if len(keys) > limit else ''}]"
+
+
+def infer_config(state_dict: Mapping[str, torch.Tensor], base: ILRMConfig = PRESETS["re10k"]) -> ILRMConfig:
+    """Config of an unprefixed published-layout state dict, from its shapes (other fields from ``base``)."""
+
+    def shape(key: str) -> tuple[int, ...]:
+        if key not in state_dict:
+            raise CheckpointError(f"cannot infer the model size: missing key {key!r}")
+        return tuple(state_dict[key].shape)
+
+    arch = "ilrm" if "support_tokenizer.weight" in state_dict else "gslrm"
+    first = "read_cross" if arch == "ilrm" else "attn"
+    ffn = "read_ff" if arch == "ilrm" else "mlp"
+    tok = shape("input_tokenizer.weight")
+    channels = 6 if arch == "ilrm" else 9
+    patch = math.isqrt(tok[1] // channels) if len(tok) == 2 else 0
+    if len(tok) != 2 or patch < 1 or channels * patch * patch != tok[1]:
+        raise CheckpointError(f"input_tokenizer.weight has shape {tok}; expected [width, {channels} * patch^2]")
+    width = tok[0]
+    blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"processor\.blocks\.(\d+)\.", k))}
+    if not blocks:
+        raise CheckpointError("cannot infer the model size: no processor.blocks.* keys")
+    head_dim = shape(f"processor.blocks.0.{first}.q_norm.weight")[0]
+    hidden = shape(f"processor.blocks.0.{ffn}.fc1.weight")[0]
+    image_size = base.image_size if all(s % patch == 0 for s in base.image_size) else (patch * 32, patch * 32)
+    try:
+        return base.replace(
+            arch=arch, width=width, depth=max(blocks) + 1, head_dim=head_dim,
+            mlp_ratio=hidden / width, patch_size=patch, image_size=image_size,
+        )
+    except ValueError as exc:
+        raise CheckpointError(f"inconsistent checkpoint shapes: {exc}") from None
+
+
+def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], prefix: str = "") -> None:
+    """Raise a :class:`CheckpointError` naming every missing, unknown or mis-shaped key.
+
+    ``prefix`` is only used to print the names as they appear in the file.
+    """
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    mismatched = [
+        f"{prefix}{k}: {tuple(state_dict[k].shape)} in the checkpoint, {expected[k]} expected"
+        for k in sorted(set(expected) & set(state_dict))
+        if tuple(state_dict[k].shape) != expected[k]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing keys {_names([prefix + k for k in missing])}")
+    if unexpected:
+        problems.append(f"unexpected keys {_names([prefix + k for k in unexpected])}")
+    if mismatched:
+        problems.append(f"shape mismatches {_names(mismatched)}")
+    if problems:
+        raise CheckpointError("checkpoint does not match the model: " + "; ".join(problems))
+
+
+def model_from_state_dict(
+    state_dict: Mapping[str, torch.Tensor], config: ILRMConfig | None = None, prefix: str = ""
+) -> LRMBase:
+    """A float32 CPU model holding ``state_dict`` (config inferred from shapes when not given)."""
+    config = config or infer_config(state_dict)
+    with torch.device("meta"):
+        model = build_model(config)
+    check_state_dict(model, state_dict, prefix)
+    model.load_state_dict({k: v.to(torch.float32).contiguous() for k, v in state_dict.items()}, assign=True)
+    return model
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def load_model(
+    source: str | os.PathLike | ILRMConfig, device: torch.device | str | None = None, seed: int = 0
+) -> LRMBase:
+    """A model in eval mode from a preset name / config (seeded random weights) or a checkpoint path.
+
+    Paths may be the published Lightning ``.ckpt`` or a safetensors file written by
+    :func:`save_checkpoint`. Raises ValueError (:class:`CheckpointError`) for anything else.
+    """
+    if isinstance(source, ILRMConfig) or (isinstance(source, str) and source in PRESETS):
+        config = source if isinstance(source, ILRMConfig) else PRESETS[source]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(config)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise FileNotFoundError(f"{source!r} is neither a preset ({', '.join(PRESETS)}) nor a file")
+        if _sniff(path) == "safetensors":
+            tensors, metadata = _read_safetensors(path)
+            config = ILRMConfig.from_json(metadata["config"]) if "config" in metadata else None
+            sd = _extract_state_dict(tensors, path)
+            prefix = ""
+        else:
+            sd = _extract_state_dict(_read_torch(path), path)
+            config, prefix = None, PUBLISHED_PREFIX
+        model = model_from_state_dict(sd, config, prefix)
+    if device is not None:
+        model = model.to(device)
+    return model.eval()
+
+
+def save_checkpoint(
+    model: LRMBase,
+    path: str | os.PathLike,
+    dtype: torch.dtype = torch.float16,
+    extra_metadata: Mapping[str, object] | None = None,
+) -> None:
+    """Write the weights (cast to ``dtype``) and config as a safetensors file."""
+    from safetensors.torch import save_file
+
+    metadata = {"format": _FORMAT, "format_version": "1", "config": model.config.to_json()}
+    for key, value in (extra_metadata or {}).items():
+        if key in _RESERVED_METADATA:
+            raise ValueError(f"extra_metadata may not override {key!r}")
+        metadata[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    save_file(tensors, str(path), metadata=metadata)

@@ -1,0 +1,478 @@
+"""The pipeline both drivers (the rclpy node and ``ilrm replay``) feed: messages in, a live scene out.
+
+Flow: ``on_camera_info`` sets the calibration; ``on_image`` pairs each image with the pose at its
+stamp (``PoseBuffer``; an image newer than the latest pose waits up to ``sync.max_pose_gap`` of
+message time in a small pending queue, retried on every pose); synced frames go through the
+``KeyframeSelector``; keyframes enter the ``Window``. Whenever a full window changes, a refresh is
+requested: ``reconstruct`` runs on the window's frames (fitted to the model resolution) and the
+``Scene`` is updated.
+
+Refreshes run on one worker thread, so message callbacks never wait for the model. There is one
+slot for the next refresh: a newer window replaces a waiting one (latest wins, nothing queues).
+``synchronous=True`` runs each refresh inline instead (deterministic: bag replay and tests).
+A failing refresh keeps the last good scene; CUDA out-of-memory retries with fewer views (oldest
+dropped), then at lower resolution (``fallback_plans``).
+
+Thread safety: the ``on_*`` callbacks, ``reset``, ``render`` and ``scene_snapshot`` may be
+called from any threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import traceback
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ilrm_ros.gaussians import Gaussians
+from ilrm_ros.model import fit_to_model, reconstruct
+from ilrm_ros.model.reconstruct import model_device
+from ilrm_ros.pipeline.camera import CameraModel, to_pixel_corner_convention
+from ilrm_ros.pipeline.config import PARAMS, PipelineConfig
+from ilrm_ros.pipeline.keyframes import Frame, KeyframeSelector, Window
+from ilrm_ros.pipeline.metrics import psnr, ssim
+from ilrm_ros.pipeline.stats import Stats
+from ilrm_ros.pipeline.sync import DropFrame, PoseBuffer
+from ilrm_ros.render import RenderResult, render
+from ilrm_ros.scene import Scene
+
+log = logging.getLogger(__name__)
+
+MAX_PENDING_IMAGES = 32
+"""Hard bound on images waiting for a later pose (time already bounds it to ``max_pose_gap``)."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What happened to one image: ``keyframe``, ``synced``, ``pending`` (waiting for a pose) or ``dropped``.
+
+    ``reason``: the keyframe decision (first, translation, rotation, no_motion, blurry) or the drop reason.
+    """
+
+    stamp_ns: int
+    status: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class _Synced:
+    stamp_ns: int
+    image: np.ndarray
+    cam_to_world: np.ndarray
+    camera: CameraModel
+
+
+@dataclass(frozen=True)
+class _Job:
+    frames: tuple[Frame, ...]
+    epoch: int
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto``/None -> CUDA when available, else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def fallback_plans(num_views: int, size: tuple[int, int], patch: int) -> Iterator[tuple[int, tuple[int, int]]]:
+    """(views, (H, W)) to try in turn after out-of-memory: all views, then one fewer down to
+    ``min(2, num_views)``, then that many views at 3/4 of the resolution each time (multiples of
+    ``patch``, not below 4 patches a side)."""
+    views = num_views
+    yield views, size
+    while views > min(2, num_views):
+        views -= 1
+        yield views, size
+    h, w = size
+    while True:
+        nh, nw = (max(4 * patch, int(s * 0.75) // patch * patch) for s in (h, w))
+        if (nh, nw) == (h, w):
+            return
+        h, w = nh, nw
+        yield views, (h, w)
+
+
+class Pipeline:
+    """Sync, keyframes, window and background refreshes of the scene from ``model``.
+
+    ``on_refresh(gaussians, version)`` is called after each scene update (on the worker thread, or
+    inline when synchronous); ``on_warning(message)`` receives warnings (default: this module's
+    logger). Both must not block for long.
+
+    Drop reasons counted in ``stats.drops``: no_camera_info, camera_size_mismatch (image vs
+    CameraInfo size), no_pose, pose_too_old, pose_gap (see ``sync.DropFrame``), time_reset (waiting
+    images discarded when time jumped back), and for poses nan_pose, pose_repeated, pose_out_of_order.
+    """
+
+    def __init__(
+        self,
+        config: PipelineConfig,
+        model,
+        device: str | torch.device | None = None,  # where frames are prepared; None = the model's device
+        on_refresh: Callable[[Gaussians, int], None] | None = None,
+        on_warning: Callable[[str], None] | None = None,
+        synchronous: bool = False,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.device = resolve_device(device) if device is not None else model_device(model)
+        self.on_refresh = on_refresh
+        self.on_warning = on_warning
+        self.synchronous = synchronous
+        model_cfg = model.config
+        self.num_views = config.num_views or model_cfg.num_views
+        if config.model_resolution:
+            if config.model_resolution % model_cfg.patch_size:
+                raise ValueError(f"model_resolution {config.model_resolution} is not a multiple of the patch size "
+                                 f"{model_cfg.patch_size}")
+            self.resolution = (config.model_resolution, config.model_resolution)
+        else:
+            self.resolution = tuple(model_cfg.image_size)
+        self.stats = Stats()
+        self.poses = PoseBuffer(config.sync_max_pose_age, config.sync_max_pose_gap, reset_jump_s=config.sync_reset_jump)
+        self.selector = KeyframeSelector(config.keyframe_min_translation, config.keyframe_min_rotation_deg,
+                                         config.keyframe_blur_threshold)
+        self.window = Window(self.num_views, config.window_selection, config.window_history)
+        self.scene = Scene(mode=config.scene_mode, budget=config.scene_budget)
+        self._lock = threading.RLock()  # sync, keyframe and window state
+        self._scene_lock = threading.Lock()  # the scene's gaussians + version read together, and the epoch
+        self._cond = threading.Condition()  # the refresh slot and the worker's state
+        self._camera: CameraModel | None = None
+        self._pending: deque[tuple[int, np.ndarray]] = deque()
+        self._newest_image_ns: int | None = None
+        self._latest: _Synced | None = None
+        self._latest_frame: Frame | None = None
+        self._epoch = 0
+        self._job: _Job | None = None
+        self._busy = False
+        self._closing = False
+        self._warned: Counter[str] = Counter()
+        self._warn_lock = threading.Lock()
+        self._worker: threading.Thread | None = None
+        if not synchronous:
+            self._worker = threading.Thread(target=self._work, name="ilrm-refresh", daemon=True)
+            self._worker.start()
+
+    # ------------------------------------------------------------------ warnings
+    def _warn(self, message: str, key: str | None = None) -> None:
+        """Emit a warning; with a ``key``, only its 1st, 10th, 100th, ... occurrence (repeats are counted)."""
+        if key is not None:
+            with self._warn_lock:
+                self._warned[key] += 1
+                n = self._warned[key]
+            if n != 10 ** int(round(math.log10(n))):
+                return
+            if n > 1:
+                message = f"{message} ({n} times so far)"
+        (self.on_warning or log.warning)(message)
+
+    # ------------------------------------------------------------------ inputs
+    def on_camera_info(self, camera: CameraModel) -> bool:
+        """Set the calibration; returns whether it changed (identical CameraInfo messages cost nothing)."""
+        with self._lock:
+            if camera == self._camera:
+                return False
+            if self._camera is not None:
+                self._warn(f"camera calibration changed to {camera.width}x{camera.height} {camera.distortion_model}")
+            self._camera = camera
+            self.stats.count("camera_changes")
+            return True
+
+    @property
+    def camera(self) -> CameraModel | None:
+        return self._camera
+
+    def on_image(self, stamp_ns: int, rgb: np.ndarray) -> list[Outcome]:
+        """Feed one uint8 ``HxWx3`` RGB image; returns what happened to it and to any waiting image it expired."""
+        stamp_ns = int(stamp_ns)
+        self.stats.tick("image")
+        with self._lock:
+            out: list[Outcome] = []
+            newest = self._newest_image_ns
+            if newest is not None and newest - stamp_ns > self.poses.reset_jump_ns:
+                self._reset_sync(f"image time jumped back {(newest - stamp_ns) / 1e9:.3f} s", out)
+                newest = None
+            self._newest_image_ns = stamp_ns if newest is None else max(newest, stamp_ns)
+            camera = self._camera
+            if camera is None:
+                return out + [self._drop(stamp_ns, "no_camera_info")]
+            if rgb.shape[:2] != (camera.height, camera.width) or rgb.ndim != 3 or rgb.shape[2] != 3:
+                self._warn(f"image {rgb.shape} does not match the camera {camera.width}x{camera.height}",
+                           key="camera_size_mismatch")
+                return out + [self._drop(stamp_ns, "camera_size_mismatch")]
+            while self._pending and self._pending[0][0] < stamp_ns - self.poses.max_gap_ns:
+                out.append(self._drop(self._pending.popleft()[0], "pose_gap" if len(self.poses) else "no_pose"))
+            try:
+                out.append(self._synced(stamp_ns, rgb, self.poses.lookup(stamp_ns), camera))
+            except DropFrame as drop:
+                if drop.reason not in ("pose_not_yet", "no_pose"):  # otherwise wait for a later pose
+                    out.append(self._drop(stamp_ns, drop.reason))
+                else:
+                    if len(self._pending) >= MAX_PENDING_IMAGES:
+                        out.append(self._drop(self._pending.popleft()[0], "pose_gap"))
+                    self._pending.append((stamp_ns, rgb))
+                    out.append(Outcome(stamp_ns, "pending"))
+            return out
+
+    def on_pose(self, stamp_ns: int, cam_to_world: np.ndarray) -> list[Outcome]:
+        """Feed one camera pose (OpenCV cam_to_world 4x4); returns the outcomes of images it released."""
+        stamp_ns = int(stamp_ns)
+        self.stats.tick("pose")
+        T = np.asarray(cam_to_world, dtype=np.float64)
+        if T.shape != (4, 4) or not np.isfinite(T).all():
+            self.stats.drop("nan_pose")
+            return []
+        with self._lock:
+            out: list[Outcome] = []
+            status = self.poses.add(stamp_ns, T)
+            if status == "reset":
+                self.stats.count("sync_resets")
+                self._warn("pose time jumped back: sync buffers reset", key="pose_reset")
+                self._drop_pending("time_reset", out)
+            elif status != "added":
+                self.stats.drop(f"pose_{status}")
+                self._warn(f"pose stamp {stamp_ns} {status.replace('_', ' ')}: ignored", key=f"pose_{status}")
+            camera = self._camera
+            while self._pending and camera is not None:
+                stamp, rgb = self._pending[0]
+                try:
+                    T_img = self.poses.lookup(stamp)
+                except DropFrame as drop:
+                    if drop.reason == "pose_not_yet":
+                        break
+                    self._pending.popleft()
+                    out.append(self._drop(stamp, drop.reason))
+                    continue
+                self._pending.popleft()
+                out.append(self._synced(stamp, rgb, T_img, camera))
+            return out
+
+    def _drop(self, stamp_ns: int, reason: str) -> Outcome:
+        self.stats.drop(reason)
+        return Outcome(stamp_ns, "dropped", reason)
+
+    def _drop_pending(self, reason: str, out: list[Outcome]) -> None:
+        while self._pending:
+            out.append(self._drop(self._pending.popleft()[0], reason))
+
+    def _reset_sync(self, why: str, out: list[Outcome]) -> None:
+        self.poses.clear()
+        self._drop_pending("time_reset", out)
+        self.stats.count("sync_resets")
+        self._warn(f"{why}: sync buffers reset", key="image_reset")
+
+    def _synced(self, stamp_ns: int, rgb: np.ndarray, cam_to_world: np.ndarray, camera: CameraModel) -> Outcome:
+        """A frame paired with its pose: keep it as the latest, and make it a keyframe if it qualifies."""
+        self.stats.count("synced")
+        synced = _Synced(stamp_ns, rgb, cam_to_world, camera)
+        self._latest, self._latest_frame = synced, None
+        decision = self.selector.consider(cam_to_world, rgb)
+        if not decision.keyframe:
+            return Outcome(stamp_ns, "synced", decision.reason)
+        self.stats.count("keyframes")
+        if self.window.add(self._frame(synced)) and self.window.full:
+            self._request_refresh(_Job(tuple(self.window.frames), self._epoch))
+        return Outcome(stamp_ns, "keyframe", decision.reason)
+
+    def _frame(self, synced: _Synced) -> Frame:
+        """The undistorted view (intrinsics in the model's pixel convention) of a synced image."""
+        if self.config.undistort:
+            image, K = synced.camera.undistort(synced.image)
+        else:
+            image, K = synced.image, synced.camera.K
+        return Frame(synced.stamp_ns, image, to_pixel_corner_convention(K), synced.cam_to_world)
+
+    @property
+    def latest_frame(self) -> Frame | None:
+        """The most recent synced frame, undistorted (computed on first use)."""
+        with self._lock:
+            if self._latest is not None and self._latest_frame is None:
+                self._latest_frame = self._frame(self._latest)
+            return self._latest_frame
+
+    # ------------------------------------------------------------------ refreshes
+    def _request_refresh(self, job: _Job) -> None:
+        if self.synchronous:
+            self._run(job)
+            return
+        with self._cond:
+            if self._job is not None:
+                self.stats.count("refresh_superseded")
+            self._job = job
+            self._cond.notify_all()
+
+    @property
+    def pending_refreshes(self) -> int:
+        """Refreshes waiting for the worker: 0 or 1 (latest wins)."""
+        with self._cond:
+            return int(self._job is not None)
+
+    @property
+    def refresh_busy(self) -> bool:
+        with self._cond:
+            return self._busy
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no refresh is waiting or running; returns False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: self._job is None and not self._busy, timeout)
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._job is not None or self._closing)
+                if self._closing:
+                    return
+                job, self._job, self._busy = self._job, None, True
+            try:
+                self._run(job)
+            finally:
+                with self._cond:
+                    self._busy = False
+                    self._cond.notify_all()
+
+    def _run(self, job: _Job) -> None:
+        """One refresh: reconstruct the window, update the scene, notify. Never raises."""
+        start = time.perf_counter()
+        try:
+            gaussians, K, c2w, (h, w) = self._reconstruct(job.frames)
+            with self._scene_lock:
+                if job.epoch != self._epoch:  # reset() while this refresh ran
+                    return
+                self.scene.update(gaussians, K, c2w, h, w)
+                snapshot, version = self.scene.gaussians, self.scene.version
+        except Exception as exc:  # noqa: BLE001 - a failed refresh must not kill the worker
+            self.stats.count("refresh_errors")
+            self._warn(f"refresh failed, keeping the previous scene:\n{traceback.format_exc()}",
+                       key=f"refresh_error:{type(exc).__name__}:{exc}")
+            return
+        self.stats.latency("refresh", time.perf_counter() - start)
+        self.stats.count("refreshes")
+        if self.on_refresh is not None:
+            try:
+                self.on_refresh(snapshot, version)
+            except Exception:  # noqa: BLE001
+                self._warn(f"on_refresh callback failed:\n{traceback.format_exc()}", key="on_refresh_error")
+
+    def _reconstruct(self, frames: tuple[Frame, ...]):
+        """Gaussians (unbatched, world frame) of the window, falling back on CUDA out-of-memory."""
+        plans = fallback_plans(len(frames), self.resolution, self.model.config.patch_size)
+        first = views, size = next(plans)
+        while True:
+            try:
+                result = self._reconstruct_once(frames[len(frames) - views :], size)
+                break
+            except torch.cuda.OutOfMemoryError:
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                self.stats.count("refresh_oom")
+                views, size = next(plans, (None, None))
+                if views is None:
+                    raise
+        if (views, size) != first:
+            self._warn(f"CUDA out of memory with {first[0]} views at {first[1][0]}x{first[1][1]}: "
+                       f"reconstructed with {views} views at {size[0]}x{size[1]}", key="oom")
+        return result
+
+    def _reconstruct_once(self, frames: tuple[Frame, ...], size: tuple[int, int]):
+        images, intrinsics = [], []
+        for f in frames:
+            image = torch.from_numpy(np.ascontiguousarray(f.image)).to(self.device).permute(2, 0, 1)
+            fitted, K = fit_to_model(image, torch.as_tensor(f.K, dtype=torch.float32, device=self.device), size)
+            images.append(fitted)
+            intrinsics.append(K)
+        images_t = torch.stack(images)[None]
+        K_t = torch.stack(intrinsics)[None]
+        c2w_t = torch.as_tensor(np.stack([f.cam_to_world for f in frames]), dtype=torch.float32, device=self.device)
+        with torch.inference_mode():
+            gaussians = reconstruct(self.model, images_t, K_t, c2w_t[None]).batch(0)
+        return gaussians, K_t[0], c2w_t, size
+
+    # ------------------------------------------------------------------ outputs
+    def scene_snapshot(self) -> tuple[Gaussians, int]:
+        """The current scene's Gaussians (unbatched, world frame) and its version (bumped by every update)."""
+        with self._scene_lock:
+            return self.scene.gaussians, self.scene.version
+
+    def render(self, cam_to_world, K, width: int, height: int, background=None) -> RenderResult:
+        """Render the current scene from one camera (K with pixel centres at x + 0.5, see ``camera``)."""
+        gaussians, _ = self.scene_snapshot()
+        bg = self.config.render_background if background is None else background
+        c2w = torch.as_tensor(np.asarray(cam_to_world, dtype=np.float64), device=gaussians.means.device)
+        K_t = torch.as_tensor(np.asarray(K, dtype=np.float32), device=gaussians.means.device)
+        return render(gaussians, K_t, c2w, int(width), int(height), background=bg)
+
+    def evaluate_latest(self) -> dict[str, float] | None:
+        """PSNR/SSIM of the scene rendered at the latest synced frame vs that frame, at model resolution.
+
+        None before the first scene or synced frame. An online quality signal: the latest frame may
+        be one of the window's views (then it measures fit, not novel-view quality).
+        """
+        frame = self.latest_frame
+        gaussians, version = self.scene_snapshot()
+        if frame is None or version == 0 or len(gaussians) == 0:
+            return None
+        image = torch.from_numpy(np.ascontiguousarray(frame.image)).permute(2, 0, 1)
+        target, K = fit_to_model(image, torch.as_tensor(frame.K, dtype=torch.float32), self.resolution)
+        result = self.render(frame.cam_to_world, K.numpy(), self.resolution[1], self.resolution[0])
+        target = target.permute(1, 2, 0)
+        rendered = result.rgb[0].float().cpu()
+        return {"psnr": psnr(rendered, target), "ssim": ssim(rendered, target), "stamp_ns": frame.stamp_ns,
+                "scene_version": version}
+
+    # ------------------------------------------------------------------ control
+    def apply(self, changes: dict) -> PipelineConfig:
+        """Change parameters at run time (dotted names); read-only ones raise ``ValueError``."""
+        current = self.config.to_dict()
+        merged = PipelineConfig.from_dict({**current, **changes})
+        fixed = sorted(p.name for p in PARAMS if p.read_only and getattr(merged, p.field) != current[p.name])
+        if fixed:
+            raise ValueError(f"read-only parameter(s) cannot change at run time: {', '.join(fixed)}")
+        with self._lock:
+            self.config = merged
+            self.poses.max_gap_ns = int(merged.sync_max_pose_gap * 1e9)
+            self.poses.max_age_ns = int(merged.sync_max_pose_age * 1e9)
+            self.poses.reset_jump_ns = int(merged.sync_reset_jump * 1e9)
+            self.selector.min_translation = merged.keyframe_min_translation
+            self.selector.min_rotation_deg = merged.keyframe_min_rotation_deg
+            self.selector.blur_threshold = merged.keyframe_blur_threshold
+        return merged
+
+    def reset(self) -> None:
+        """Forget poses, waiting images, keyframes, the window and the scene (a refresh in flight is discarded)."""
+        with self._lock:
+            self.poses.clear()
+            self._pending.clear()
+            self._newest_image_ns = None
+            self.selector.reset()
+            self.window.clear()
+            self._latest, self._latest_frame = None, None
+            with self._cond:
+                self._job = None
+            with self._scene_lock:
+                self._epoch += 1
+                self.scene.clear()
+            self.stats.count("resets")
+
+    def close(self, timeout: float | None = None) -> None:
+        """Stop the worker (after the refresh in progress, if any) and join it."""
+        with self._cond:
+            self._closing = True
+            self._job = None
+            self._cond.notify_all()
+        if self._worker is not None and self._worker is not threading.current_thread():
+            self._worker.join(timeout)
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

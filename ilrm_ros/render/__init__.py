@@ -1,0 +1,78 @@
+"""Rendering of Gaussian scenes: gsplat on CUDA, a gsplat-equivalent pure-PyTorch renderer elsewhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+
+from ilrm_ros.gaussians import Gaussians
+
+NEAR = 0.01
+FAR = 500.0
+
+
+@dataclass
+class RenderResult:
+    """Rendered views: ``rgb [C,H,W,3]`` in [0, 1], expected ``depth [C,H,W]`` in metres (0 where
+    empty), accumulated ``alpha [C,H,W]``."""
+
+    rgb: torch.Tensor
+    depth: torch.Tensor
+    alpha: torch.Tensor
+
+
+def render(
+    gaussians: Gaussians, intrinsics: torch.Tensor, cam_to_world: torch.Tensor, width: int, height: int,
+    background: Sequence[float] | torch.Tensor = (1.0, 1.0, 1.0), backend: str = "auto",
+) -> RenderResult:
+    """Render unbatched Gaussians from C cameras (``intrinsics [C,3,3]`` in pixels, OpenCV
+    ``cam_to_world [C,4,4]``; unbatched ``[3,3]``/``[4,4]`` means C = 1).
+
+    ``background`` is one RGB colour or one per camera ``[C,3]``. ``backend``: "gsplat", "torch",
+    or "auto" (gsplat for CUDA tensors, the PyTorch renderer otherwise). Both backends compute the
+    same classic-3DGS image (near 0.01, far 500, no antialiasing).
+    """
+    if gaussians.batched:
+        raise ValueError("render() takes unbatched Gaussians; use gaussians.batch(i)")
+    dev = gaussians.means.device
+    K = torch.as_tensor(intrinsics, dtype=torch.float32, device=dev)
+    c2w = torch.as_tensor(cam_to_world, dtype=torch.float64, device=dev)
+    if K.dim() == 2:
+        K = K[None]
+    if c2w.dim() == 2:
+        c2w = c2w[None]
+    if K.shape[1:] != (3, 3) or c2w.shape[1:] != (4, 4) or K.shape[0] != c2w.shape[0]:
+        raise ValueError(f"need intrinsics [C,3,3] and cam_to_world [C,4,4], got {tuple(K.shape)}, {tuple(c2w.shape)}")
+    viewmats = torch.linalg.inv(c2w).float()
+    bg = torch.as_tensor(background, dtype=torch.float32, device=dev).reshape(-1, 3).expand(K.shape[0], 3)
+
+    if backend == "auto":
+        backend = "gsplat" if dev.type == "cuda" else "torch"
+    if backend == "gsplat":
+        if dev.type != "cuda":
+            raise ValueError("the gsplat backend needs CUDA tensors")
+        from ilrm_ros.render import gsplat_backend
+
+        rgb, depth, alpha = gsplat_backend.render(gaussians, K, viewmats, width, height, bg, NEAR, FAR)
+    elif backend == "torch":
+        from ilrm_ros.render import torch_backend
+
+        rgb, depth, alpha = torch_backend.render(gaussians, K, viewmats, width, height, bg, NEAR, FAR)
+    else:
+        raise ValueError(f"unknown backend {backend!r} (auto, gsplat, torch)")
+    return RenderResult(rgb=rgb, depth=depth, alpha=alpha)
+
+
+def warmup(device: torch.device | str) -> float:
+    """Build/load gsplat's CUDA kernels on ``device`` with one tiny render; seconds taken (0.0 on CPU)."""
+    device = torch.device(device)
+    if device.type != "cuda":
+        return 0.0
+    from ilrm_ros.render import gsplat_backend
+
+    return gsplat_backend.warmup(device)
+
+
+__all__ = ["RenderResult", "render", "warmup", "NEAR", "FAR"]

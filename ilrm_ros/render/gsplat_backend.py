@@ -1,0 +1,58 @@
+"""GPU rendering with gsplat's ``rasterization`` (classic 3DGS, RGB + expected depth)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ilrm_ros.gaussians import Gaussians
+
+
+@torch.no_grad()
+def render(
+    g: Gaussians, Ks: torch.Tensor, viewmats: torch.Tensor, width: int, height: int,
+    backgrounds: torch.Tensor, near: float = 0.01, far: float = 500.0, packed: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Render unbatched CUDA Gaussians into C cameras in one call.
+
+    ``Ks [C,3,3]`` in pixels, world-to-camera ``viewmats [C,4,4]``, ``backgrounds [C,3]``.
+    Colours are passed as degree-0 SH coefficients ``[N,1,3]`` with ``sh_degree=0``, so gsplat
+    evaluates ``max(0, 0.5 + C0 sh)``; the RGB output is then clipped to [0, 1]. ``packed=False``
+    (dense ``[C,N]`` intermediates) is the faster layout for one scene seen by a few cameras.
+    Returns ``rgb [C,H,W,3]``, expected depth ``[C,H,W]`` (0 where empty), ``alpha [C,H,W]``.
+    """
+    from gsplat import rasterization  # compiled CUDA kernels; imported only when used
+
+    dev = g.means.device
+    f32 = lambda t: t.to(dev, torch.float32).contiguous()  # noqa: E731
+    C = Ks.shape[0]
+    if len(g) == 0:
+        bg = f32(backgrounds)[:, None, None, :].expand(C, height, width, 3).clamp(0.0, 1.0)
+        zeros = torch.zeros(C, height, width, device=dev)
+        return bg.contiguous(), zeros, zeros.clone()
+    colors, alphas, _ = rasterization(
+        f32(g.means), f32(g.quats), f32(g.scales), f32(g.opacities), f32(g.sh[:, :1, :]),
+        f32(viewmats), f32(Ks), int(width), int(height),
+        near_plane=near, far_plane=far, sh_degree=0, packed=packed, backgrounds=f32(backgrounds),
+        render_mode="RGB+ED", rasterize_mode="classic",
+    )
+    return colors[..., :3].clamp(0.0, 1.0), colors[..., 3], alphas[..., 0]
+
+
+def warmup(device: torch.device | str = "cuda") -> float:
+    """Render a tiny scene once so gsplat builds/loads its CUDA kernels; returns the seconds it took."""
+    device = torch.device(device)
+    start = time.perf_counter()
+    gen = torch.Generator().manual_seed(0)
+    n = 64
+    means = torch.rand(n, 3, generator=gen) - 0.5
+    means[:, 2] += 3.0
+    g = Gaussians(
+        means=means, quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]]).repeat(n, 1), scales=torch.full((n, 3), 0.05),
+        opacities=torch.full((n,), 0.8), sh=torch.rand(n, 1, 3, generator=gen) - 0.5,
+    ).to(device)
+    K = torch.tensor([[[32.0, 0.0, 16.0], [0.0, 32.0, 16.0], [0.0, 0.0, 1.0]]], device=device)
+    render(g, K, torch.eye(4, device=device)[None], 32, 32, torch.ones(1, 3, device=device))
+    torch.cuda.synchronize(device)
+    return time.perf_counter() - start

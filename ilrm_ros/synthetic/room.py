@@ -1,0 +1,504 @@
+"""A procedural, textured indoor room rendered exactly by analytic ray casting in PyTorch.
+
+World frame: z up, metres, floor at z = 0, the room spans x in [-W/2, W/2], y in [-D/2, D/2],
+z in [0, H]. Cameras are 4x4 camera-to-world matrices in the OpenCV convention (x right, y down,
+z forward); intrinsics put the centre of pixel (x, y) at (x + 0.5, y + 0.5) (as gsplat and the
+iLRM ray maps do), so a centred principal point is (W/2, H/2).
+
+Rendered depth is z-depth along the camera's optical axis in metres (what a Gaussian renderer's
+expected depth means), not the distance along the ray.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from . import textures
+
+_EPS_T = 1e-4  # minimum ray parameter (z-depth, metres) counted as a hit
+_MAX_RAYS_PER_CHUNK = 1 << 21  # CUDA
+_MAX_RAYS_PER_CHUNK_CPU = 1 << 14
+
+# Surface ids of the room itself (materials 0..5); objects follow from 6 on.
+FLOOR, CEILING, WALL_XNEG, WALL_XPOS, WALL_YNEG, WALL_YPOS = range(6)
+_ROOM, _BOX, _SPHERE, _CYLINDER = range(4)
+
+
+@dataclass(frozen=True)
+class Box:
+    """A box with half extents ``half`` (local x, y, z), rotated by ``yaw`` (rad) about world z."""
+
+    center: tuple[float, float, float]
+    half: tuple[float, float, float]
+    yaw: float = 0.0
+
+
+@dataclass(frozen=True)
+class Sphere:
+    center: tuple[float, float, float]
+    radius: float
+
+
+@dataclass(frozen=True)
+class Cylinder:
+    """A vertical (z-axis) capped cylinder; ``center`` is the middle of its axis."""
+
+    center: tuple[float, float, float]
+    radius: float
+    half_height: float
+
+
+Primitive = Box | Sphere | Cylinder
+
+
+@dataclass(frozen=True)
+class Material:
+    pattern: int  # textures.CHECKER / STRIPES / NOISE / TILES
+    color_a: tuple[float, float, float]
+    color_b: tuple[float, float, float]
+    scale: float  # metres per pattern cell
+    angle: float  # pattern rotation (rad)
+    grout: float  # tile grout half-width in cell units
+    detail_freq: float  # fine noise frequency (1/m)
+    detail_amp: float  # fine noise relative amplitude
+    salt: int
+
+
+def _footprint_radius(obj: Primitive) -> float:
+    if isinstance(obj, Box):
+        return math.hypot(obj.half[0], obj.half[1])
+    return obj.radius
+
+
+def _random_color(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]) -> tuple:
+    return colorsys.hsv_to_rgb(rng.uniform(0, 1), rng.uniform(*sat), rng.uniform(*val))
+
+
+def _random_material(rng: np.random.Generator, salt: int, kind: str) -> Material:
+    """A random material; ``kind`` is 'floor', 'wall', 'ceiling' or 'object' (scales, palettes)."""
+    if kind == "floor":
+        choices = [textures.CHECKER, textures.TILES, textures.STRIPES, textures.NOISE]
+        pattern = int(rng.choice(choices, p=[0.3, 0.35, 0.2, 0.15]))
+        scale = rng.uniform(0.25, 0.6)
+    elif kind == "ceiling":
+        pattern = int(rng.choice([textures.TILES, textures.NOISE, textures.CHECKER], p=[0.5, 0.3, 0.2]))
+        scale = rng.uniform(0.4, 0.8)
+    elif kind == "wall":
+        pattern = int(rng.integers(0, 4))
+        scale = rng.uniform(0.2, 0.7)
+    else:
+        pattern = int(rng.integers(0, 4))
+        scale = rng.uniform(0.06, 0.25)
+    val_a = (0.55, 0.95) if kind in ("wall", "ceiling") else (0.35, 0.95)
+    color_a = _random_color(rng, (0.1, 0.8), val_a)
+    if rng.uniform() < 0.5:  # a contrasting hue
+        color_b = _random_color(rng, (0.2, 0.9), (0.15, 0.8))
+    else:  # a darker shade of the same colour
+        color_b = tuple(c * rng.uniform(0.2, 0.55) for c in color_a)
+    axis_aligned = kind != "object" and rng.uniform() < 0.7
+    angle = 0.0 if axis_aligned else rng.uniform(0, math.pi)
+    return Material(
+        pattern=pattern,
+        color_a=tuple(float(c) for c in color_a),
+        color_b=tuple(float(c) for c in color_b),
+        scale=float(scale),
+        angle=float(angle),
+        grout=float(rng.uniform(0.03, 0.08)),
+        detail_freq=float(rng.uniform(5.0, 14.0)),
+        detail_amp=float(rng.uniform(0.12, 0.35)),
+        salt=salt,
+    )
+
+
+class SyntheticRoom:
+    """A seeded procedural room with textured walls, floor, ceiling and 4-8 textured objects.
+
+    Args:
+        seed: scene seed; the same seed gives the same scene and the same rendered bytes (CPU).
+        device: where rendering tensors live ("cpu" or "cuda").
+        size: (W, D, H) in metres to override the seeded room size.
+        num_objects: how many random objects (default: 4 to 8 by seed).
+        objects: explicit primitives instead of random ones (``num_objects`` is then ignored).
+    """
+
+    def __init__(
+        self,
+        seed: int,
+        device: str | torch.device = "cpu",
+        *,
+        size: Sequence[float] | None = None,
+        num_objects: int | None = None,
+        objects: Sequence[Primitive] | None = None,
+    ) -> None:
+        self.seed = int(seed)
+        self.device = torch.device(device)
+        rng = np.random.default_rng([self.seed, 0x5EED])
+        if size is None:
+            size = (rng.uniform(5.0, 7.0), rng.uniform(4.0, 6.0), rng.uniform(2.5, 3.1))
+        self.size = tuple(float(s) for s in size)
+        W, D, H = self.size
+        self.lo = np.array([-W / 2, -D / 2, 0.0])
+        self.hi = np.array([W / 2, D / 2, H])
+        if objects is None:
+            n = int(rng.integers(4, 9)) if num_objects is None else int(num_objects)
+            objects = self._random_objects(rng, n)
+        # Group by type: primitive index order is room, boxes, spheres, cylinders.
+        self.boxes = [o for o in objects if isinstance(o, Box)]
+        self.spheres = [o for o in objects if isinstance(o, Sphere)]
+        self.cylinders = [o for o in objects if isinstance(o, Cylinder)]
+        self.objects: list[Primitive] = [*self.boxes, *self.spheres, *self.cylinders]
+
+        kinds = ["floor", "ceiling", "wall", "wall", "wall", "wall"] + ["object"] * len(self.objects)
+        self.materials = [_random_material(rng, 1000 + 97 * i + self.seed % 100000, k) for i, k in enumerate(kinds)]
+        az = rng.uniform(0, 2 * math.pi)
+        el = rng.uniform(math.radians(35), math.radians(70))
+        self.light_dir = (math.cos(el) * math.cos(az), math.cos(el) * math.sin(az), math.sin(el))
+        self.ambient = float(rng.uniform(0.35, 0.5))
+        self.diffuse = float(rng.uniform(0.5, 0.65))
+        self._build_tensors()
+
+    # ------------------------------------------------------------------ scene generation
+    def _random_objects(self, rng: np.random.Generator, n: int) -> list[Primitive]:
+        """Objects that do not overlap and leave >= 1 m passages (or stand against a wall)."""
+        W, D, H = self.size
+        placed: list[tuple[np.ndarray, float]] = []
+        out: list[Primitive] = []
+        for _ in range(n):
+            for _attempt in range(200):
+                obj = self._random_object(rng, H)
+                rho = _footprint_radius(obj)
+                if rng.uniform() < 0.5:  # against a random wall
+                    wall = int(rng.integers(0, 4))
+                    gap = rng.uniform(0.01, 0.05) + rho
+                    t = rng.uniform(-0.5, 0.5)
+                    xy = {
+                        0: (-W / 2 + gap, t * (D - 2 * rho)),
+                        1: (W / 2 - gap, t * (D - 2 * rho)),
+                        2: (t * (W - 2 * rho), -D / 2 + gap),
+                        3: (t * (W - 2 * rho), D / 2 - gap),
+                    }[wall]
+                    xy = np.array(xy)
+                else:  # free-standing, a passage to every wall
+                    m = rho + 1.0
+                    if W / 2 - m <= 0 or D / 2 - m <= 0:
+                        continue
+                    xy = np.array([rng.uniform(-W / 2 + m, W / 2 - m), rng.uniform(-D / 2 + m, D / 2 - m)])
+                if all(np.linalg.norm(xy - c) >= rho + r + 1.0 for c, r in placed):
+                    break
+            else:
+                continue  # no room for this one
+            placed.append((xy, rho))
+            out.append(_with_xy(obj, xy))
+        return out
+
+    @staticmethod
+    def _random_object(rng: np.random.Generator, H: float) -> Primitive:
+        kind = rng.choice(3, p=[0.45, 0.25, 0.3])
+        if kind == 0:
+            half = (rng.uniform(0.15, 0.6), rng.uniform(0.15, 0.6), rng.uniform(0.15, 0.8))
+            yaw = 0.0 if rng.uniform() < 0.3 else rng.uniform(0, math.pi)
+            return Box((0.0, 0.0, half[2]), half, float(yaw))
+        if kind == 1:
+            r = rng.uniform(0.2, 0.5)
+            z = r if rng.uniform() < 0.6 else rng.uniform(r + 0.3, H - r - 0.3)
+            return Sphere((0.0, 0.0, float(z)), float(r))
+        r = rng.uniform(0.12, 0.4)
+        hz = H / 2 if rng.uniform() < 0.3 else rng.uniform(0.2, 0.9)  # pillars reach the ceiling
+        return Cylinder((0.0, 0.0, float(hz)), float(r), float(hz))
+
+    def _build_tensors(self) -> None:
+        dev, f32 = self.device, torch.float32
+        t = lambda x, dtype=f32: torch.tensor(x, dtype=dtype, device=dev)  # noqa: E731
+        self._lo, self._hi = t(self.lo), t(self.hi)
+        b, s, c = self.boxes, self.spheres, self.cylinders
+        self._box_c = t([o.center for o in b]).reshape(-1, 3)
+        self._box_h = t([o.half for o in b]).reshape(-1, 3)
+        self._box_cs = t([(math.cos(o.yaw), math.sin(o.yaw)) for o in b]).reshape(-1, 2)
+        self._sph_c = t([o.center for o in s]).reshape(-1, 3)
+        self._sph_r = t([o.radius for o in s]).reshape(-1)
+        self._cyl_c = t([o.center for o in c]).reshape(-1, 3)
+        self._cyl_r = t([o.radius for o in c]).reshape(-1)
+        self._cyl_h = t([o.half_height for o in c]).reshape(-1)
+        # Per-primitive tables (index 0 = the room).
+        centers = [tuple((self.lo + self.hi) / 2)] + [o.center for o in self.objects]
+        halves = [tuple((self.hi - self.lo) / 2)]
+        yaws = [0.0]
+        types = [_ROOM]
+        for o in self.objects:
+            if isinstance(o, Box):
+                halves.append(o.half), yaws.append(o.yaw), types.append(_BOX)
+            elif isinstance(o, Sphere):
+                halves.append((o.radius,) * 3), yaws.append(0.0), types.append(_SPHERE)
+            else:
+                halves.append((o.radius, o.radius, o.half_height)), yaws.append(0.0), types.append(_CYLINDER)
+        self._p_center = t(centers)
+        self._p_half = t(halves)
+        self._p_cs = t([(math.cos(y), math.sin(y)) for y in yaws])
+        self._p_type = t(types, torch.long)
+        m = self.materials
+        self._m_pattern = t([x.pattern for x in m], torch.long)
+        self._m_a = t([x.color_a for x in m])
+        self._m_b = t([x.color_b for x in m])
+        self._m_scale = t([x.scale for x in m])
+        self._m_cs = t([(math.cos(x.angle), math.sin(x.angle)) for x in m])
+        self._m_grout = t([x.grout for x in m])
+        self._m_dfreq = t([x.detail_freq for x in m])
+        self._m_damp = t([x.detail_amp for x in m])
+        self._m_salt = t([x.salt for x in m], torch.long)
+        self._light = t(self.light_dir)
+
+    def to(self, device: str | torch.device) -> "SyntheticRoom":
+        """The same scene rendering on another device (this object is moved in place and returned)."""
+        self.device = torch.device(device)
+        self._build_tensors()
+        return self
+
+    # ------------------------------------------------------------------ queries
+    @property
+    def bounds(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(min_xyz, max_xyz) of the room interior, float32 on the room's device."""
+        return self._lo.clone(), self._hi.clone()
+
+    def free_distance_2d(self, xy: np.ndarray) -> np.ndarray:
+        """Signed distance in the floor plane from points ``[..., 2]`` to the nearest wall or
+        object footprint (positive in free space); every object counts at all heights."""
+        xy = np.asarray(xy, dtype=np.float64)
+        x, y = xy[..., 0], xy[..., 1]
+        d = np.minimum.reduce([x - self.lo[0], self.hi[0] - x, y - self.lo[1], self.hi[1] - y])
+        for o in self.objects:
+            px, py = x - o.center[0], y - o.center[1]
+            if isinstance(o, Box):
+                c, s = math.cos(o.yaw), math.sin(o.yaw)
+                qx = np.abs(c * px + s * py) - o.half[0]
+                qy = np.abs(-s * px + c * py) - o.half[1]
+                od = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
+            else:
+                od = np.hypot(px, py) - o.radius
+            d = np.minimum(d, od)
+        return d
+
+    def sdf(self, points: torch.Tensor) -> torch.Tensor:
+        """Signed distance (metres) from points ``[..., 3]`` to the scene surfaces: positive in free
+        space, negative inside objects or outside the room; ~0 on every rendered surface."""
+        p = torch.as_tensor(points, dtype=torch.float32, device=self.device)
+        d = torch.minimum(p - self._lo, self._hi - p).amin(-1)
+        for o in self.objects:
+            q = p - torch.tensor(o.center, dtype=torch.float32, device=self.device)
+            if isinstance(o, Box):
+                c, s = math.cos(o.yaw), math.sin(o.yaw)
+                loc = torch.stack([c * q[..., 0] + s * q[..., 1], -s * q[..., 0] + c * q[..., 1], q[..., 2]], -1)
+                e = loc.abs() - torch.tensor(o.half, dtype=torch.float32, device=self.device)
+                od = e.clamp_min(0).norm(dim=-1) + e.amax(-1).clamp_max(0)
+            elif isinstance(o, Sphere):
+                od = q.norm(dim=-1) - o.radius
+            else:
+                e = torch.stack([q[..., :2].norm(dim=-1) - o.radius, q[..., 2].abs() - o.half_height], -1)
+                od = e.clamp_min(0).norm(dim=-1) + e.amax(-1).clamp_max(0)
+            d = torch.minimum(d, od)
+        return d
+
+    def sample_free_position(
+        self,
+        rng: np.random.Generator | int | None = None,
+        clearance: float = 0.6,
+        z: float | None = None,
+        max_tries: int = 10000,
+    ) -> np.ndarray:
+        """A random floor position ``[2]`` (or ``[3]`` with height ``z``) at least ``clearance`` m
+        from walls and object footprints."""
+        rng = np.random.default_rng(rng)
+        for _ in range(max_tries):
+            xy = rng.uniform(self.lo[:2], self.hi[:2])
+            if self.free_distance_2d(xy) >= clearance:
+                return xy if z is None else np.array([xy[0], xy[1], z])
+        raise RuntimeError(f"no free position with clearance {clearance} m in room seed {self.seed}")
+
+    # ------------------------------------------------------------------ rendering
+    def render(
+        self, intrinsics: torch.Tensor, cam_to_world: torch.Tensor, height: int, width: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Exact RGB ``[C, H, W, 3]`` in [0, 1] and z-depth ``[C, H, W]`` (metres) for cameras
+        ``intrinsics [C, 3, 3]`` / ``cam_to_world [C, 4, 4]`` (unbatched in -> unbatched out).
+
+        Rays that leave the scene (a camera outside the room) get black and depth 0.
+        """
+        K = torch.as_tensor(intrinsics).to(self.device, torch.float32)
+        T = torch.as_tensor(cam_to_world).to(self.device, torch.float32)
+        unbatched = T.dim() == 2
+        T = T.reshape(-1, 4, 4)
+        K = K.reshape(-1, 3, 3).expand(T.shape[0], 3, 3)
+        C, N = T.shape[0], height * width
+        ys, xs = torch.meshgrid(
+            torch.arange(height, device=self.device, dtype=torch.float32) + 0.5,
+            torch.arange(width, device=self.device, dtype=torch.float32) + 0.5,
+            indexing="ij",
+        )
+        xs, ys = xs.reshape(1, -1), ys.reshape(1, -1)
+        # Small chunks keep CPU temporaries in cache; CUDA prefers big launches.
+        limit = _MAX_RAYS_PER_CHUNK if self.device.type == "cuda" else _MAX_RAYS_PER_CHUNK_CPU
+        rgb = torch.empty(C, N, 3, device=self.device)
+        depth = torch.empty(C, N, device=self.device)
+        cams = max(1, limit // N)
+        pix = min(N, limit)
+        for c0 in range(0, C, cams):
+            c1 = min(C, c0 + cams)
+            for p0 in range(0, N, pix):
+                p1 = min(N, p0 + pix)
+                rgb[c0:c1, p0:p1], depth[c0:c1, p0:p1] = self._render_rays(
+                    K[c0:c1], T[c0:c1], xs[:, p0:p1], ys[:, p0:p1]
+                )
+        rgb = rgb.reshape(C, height, width, 3)
+        depth = depth.reshape(C, height, width)
+        return (rgb[0], depth[0]) if unbatched else (rgb, depth)
+
+    def _render_rays(self, K: torch.Tensor, T: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
+        """Colour [C, n, 3] and z-depth [C, n] of pixel centres (xs, ys) [1, n] for C cameras."""
+        fx, fy, skew = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 1, None]
+        cx, cy = K[:, 0, 2, None], K[:, 1, 2, None]
+        yc = (ys - cy) / fy
+        xc = (xs - cx - skew * yc) / fx
+        # Camera-frame direction (xc, yc, 1): the ray parameter t is the z-depth.
+        R = T[:, :3, :3]
+        d = R[:, None, :, 0] * xc[..., None] + R[:, None, :, 1] * yc[..., None] + R[:, None, :, 2]  # [C, N, 3]
+        o = T[:, None, :3, 3]  # [C, 1, 3]
+
+        ts = [self._hit_room(o, d)[..., None]]
+        if self.boxes:
+            ts.append(self._hit_boxes(o, d))
+        if self.spheres:
+            ts.append(self._hit_spheres(o, d))
+        if self.cylinders:
+            ts.append(self._hit_cylinders(o, d))
+        t_all = torch.cat(ts, -1)  # [C, N, P]
+        t_hit, prim = t_all.min(-1)
+        valid = torch.isfinite(t_hit)
+        t_hit = torch.where(valid, t_hit, torch.zeros_like(t_hit))
+        rgb = self._shade(o + t_hit[..., None] * d, d, prim)
+        rgb = torch.where(valid[..., None], rgb, torch.zeros_like(rgb))
+        return rgb, t_hit
+
+    # Intersections: o [C, 1, 3], d [C, N, 3] -> t [C, N, K] (inf where missed).
+    def _hit_room(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        inf = torch.full_like(d, math.inf)
+        t = torch.where(d > 0, (self._hi - o) / d, torch.where(d < 0, (self._lo - o) / d, inf))
+        t = t.amin(-1)
+        return torch.where(t > _EPS_T, t, torch.full_like(t, math.inf))
+
+    @staticmethod
+    def _to_local(v: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:
+        c, s = cs[..., 0], cs[..., 1]
+        return torch.stack([c * v[..., 0] + s * v[..., 1], -s * v[..., 0] + c * v[..., 1], v[..., 2]], -1)
+
+    def _hit_boxes(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        ol = self._to_local(o[:, :, None, :] - self._box_c, self._box_cs)  # [C, 1, K, 3]
+        dl = self._to_local(d[:, :, None, :].expand(-1, -1, self._box_c.shape[0], -1), self._box_cs)
+        dl = torch.where(dl.abs() < 1e-12, torch.full_like(dl, 1e-12), dl)
+        inv = 1.0 / dl
+        t1 = (-self._box_h - ol) * inv
+        t2 = (self._box_h - ol) * inv
+        tnear = torch.minimum(t1, t2).amax(-1)
+        tfar = torch.maximum(t1, t2).amin(-1)
+        hit = (tnear <= tfar) & (tnear > _EPS_T)
+        return torch.where(hit, tnear, torch.full_like(tnear, math.inf))
+
+    def _hit_spheres(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        oc = o[:, :, None, :] - self._sph_c  # [C, 1, K, 3]
+        a = (d * d).sum(-1, keepdim=True)  # [C, N, 1]
+        hb = (oc * d[:, :, None, :]).sum(-1)  # [C, N, K]
+        cc = (oc * oc).sum(-1) - self._sph_r**2  # [C, 1, K]
+        disc = hb * hb - a * cc
+        sq = disc.clamp_min(0).sqrt()
+        t0 = (-hb - sq) / a
+        t1 = (-hb + sq) / a
+        inf = torch.full_like(t0, math.inf)
+        t = torch.where(t0 > _EPS_T, t0, torch.where(t1 > _EPS_T, t1, inf))
+        return torch.where(disc >= 0, t, inf)
+
+    def _hit_cylinders(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+        oc = o[:, :, None, :] - self._cyl_c  # [C, 1, K, 3]
+        dx, dy, dz = d[..., 0, None], d[..., 1, None], d[..., 2, None]  # [C, N, 1]
+        ox, oy, oz = oc[..., 0], oc[..., 1], oc[..., 2]
+        r2, hz = self._cyl_r**2, self._cyl_h
+        a = (dx * dx + dy * dy).clamp_min(1e-12)
+        hb = ox * dx + oy * dy
+        disc = hb * hb - a * (ox * ox + oy * oy - r2)
+        ts = (-hb - disc.clamp_min(0).sqrt()) / a
+        inf = torch.full_like(ts, math.inf)
+        side_ok = (disc >= 0) & (ts > _EPS_T) & ((oz + ts * dz).abs() <= hz)
+        t = torch.where(side_ok, ts, inf)
+        dz_safe = torch.where(dz.abs() < 1e-12, torch.full_like(dz, 1e-12), dz)
+        for sign in (-1.0, 1.0):
+            tc = (sign * hz - oz) / dz_safe
+            px, py = ox + tc * dx, oy + tc * dy
+            cap_ok = (tc > _EPS_T) & (px * px + py * py <= r2)
+            t = torch.minimum(t, torch.where(cap_ok, tc, inf))
+        return t
+
+    def _shade(self, p: torch.Tensor, d: torch.Tensor, prim: torch.Tensor) -> torch.Tensor:
+        """Albedo from the hit surface's procedural texture times Lambert lighting."""
+        ptype = self._p_type[prim]
+        cs = self._p_cs[prim]
+        half = self._p_half[prim]
+        loc = self._to_local(p - self._p_center[prim], cs)
+        lx, ly, lz = loc.unbind(-1)
+        q = loc / half
+        # Box-like (room, boxes): the face is the axis where |q| is largest.
+        axis = q.abs().argmax(-1)
+        qa = torch.gather(q, -1, axis[..., None])[..., 0]
+        sgn = torch.where(qa >= 0, 1.0, -1.0)
+        n_box = torch.nn.functional.one_hot(axis, 3).to(p.dtype) * sgn[..., None]
+        # Sphere.
+        n_sph = loc / loc.norm(dim=-1, keepdim=True).clamp_min(1e-9)
+        # Cylinder: cap when |q_z| beats the radial coordinate.
+        radial = torch.sqrt(q[..., 0] ** 2 + q[..., 1] ** 2)
+        cap = q[..., 2].abs() > radial
+        rxy = torch.sqrt(lx * lx + ly * ly).clamp_min(1e-9)
+        n_side = torch.stack([lx / rxy, ly / rxy, torch.zeros_like(lx)], -1)
+        n_cap = torch.stack([torch.zeros_like(lx), torch.zeros_like(lx), torch.where(q[..., 2] >= 0, 1.0, -1.0)], -1)
+        n_cyl = torch.where(cap[..., None], n_cap, n_side)
+        is_box = (ptype == _ROOM) | (ptype == _BOX)
+        n_loc = torch.where(is_box[..., None], n_box, torch.where((ptype == _SPHERE)[..., None], n_sph, n_cyl))
+
+        # Texture coordinates (metres) on the surface.
+        u_box = torch.where(axis == 0, ly, lx)
+        v_box = torch.where(axis == 2, ly, lz)
+        ang = torch.atan2(ly, lx) * half[..., 0]
+        u_sph, v_sph = ang, torch.asin((lz / half[..., 0]).clamp(-1, 1)) * half[..., 0]
+        u_cyl, v_cyl = torch.where(cap, lx, ang), torch.where(cap, ly, lz)
+        u = torch.where(is_box, u_box, torch.where(ptype == _SPHERE, u_sph, u_cyl))
+        v = torch.where(is_box, v_box, torch.where(ptype == _SPHERE, v_sph, v_cyl))
+
+        # Material: room faces 0..5 by normal, objects 6.. by primitive index.
+        face = torch.where(axis == 2, torch.where(sgn > 0, CEILING, FLOOR), 2 + 2 * axis + (sgn > 0).long())
+        mat = torch.where(ptype == _ROOM, face, prim + 5)
+        mcs = self._m_cs[mat]
+        scale = self._m_scale[mat]
+        su = (mcs[..., 0] * u + mcs[..., 1] * v) / scale
+        sv = (-mcs[..., 1] * u + mcs[..., 0] * v) / scale
+        salt = self._m_salt[mat]
+        w = textures.pattern_value(self._m_pattern[mat], su, sv, salt, self._m_grout[mat])
+        albedo = torch.lerp(self._m_a[mat], self._m_b[mat], w[..., None])
+        fq = self._m_dfreq[mat]
+        detail = textures.fbm(u * fq, v * fq, salt + 31, octaves=2)
+        albedo = albedo * (1.0 + 2.0 * self._m_damp[mat] * (detail - 0.5))[..., None]
+
+        # Lambert: world normal facing the camera, one directional light plus ambient.
+        n = self._to_local(n_loc, cs * cs.new_tensor([1.0, -1.0]))  # local -> world: rotate by +yaw
+        n = torch.where(((n * d).sum(-1) > 0)[..., None], -n, n)
+        lam = (n * self._light).sum(-1).clamp_min(0)
+        return (albedo * (self.ambient + self.diffuse * lam)[..., None]).clamp(0.0, 1.0)
+
+
+def _with_xy(obj: Primitive, xy: np.ndarray) -> Primitive:
+    center = (float(xy[0]), float(xy[1]), obj.center[2])
+    if isinstance(obj, Box):
+        return Box(center, tuple(float(h) for h in obj.half), obj.yaw)
+    if isinstance(obj, Sphere):
+        return Sphere(center, obj.radius)
+    return Cylinder(center, obj.radius, obj.half_height)

@@ -1,0 +1,374 @@
+"""Training data sources: synthetic rooms rendered on the fly, and recorded bags.
+
+Both yield :class:`ViewBatch` es of context and target views at the model resolution, on the
+training device, in the world frame of their scene (the trainer normalises poses). Both are
+deterministic functions of their seed and have a ``state_dict`` of plain numbers, so a resumed
+run continues the same data stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+
+from .splits import TRAIN_SEEDS
+from .views import ViewChoice, keyframe_indices, sample_views
+
+
+@dataclass
+class ViewBatch:
+    """Context and target views of ``B`` scenes (world frame; images float in [0, 1]).
+
+    context_*: ``[B, V, ...]``; target_*: ``[B, T, ...]``; ``target_depth`` ``[B, T, H, W]`` z-depth in
+    metres (None when the source has none); ``target_beyond`` ``[B, T]`` bool (outside the context span).
+    """
+
+    context_images: torch.Tensor
+    context_intrinsics: torch.Tensor
+    context_cam_to_world: torch.Tensor
+    target_images: torch.Tensor
+    target_intrinsics: torch.Tensor
+    target_cam_to_world: torch.Tensor
+    target_beyond: torch.Tensor
+    target_depth: torch.Tensor | None = None
+
+    def to(self, device: torch.device | str) -> "ViewBatch":
+        return ViewBatch(
+            **{
+                f.name: None if getattr(self, f.name) is None else getattr(self, f.name).to(device)
+                for f in fields(self)
+            }
+        )
+
+    @staticmethod
+    def stack(items: Sequence["ViewBatch"]) -> "ViewBatch":
+        """Concatenate batches along B (every item must have depth, or none)."""
+        out = {}
+        for f in fields(ViewBatch):
+            values = [getattr(b, f.name) for b in items]
+            out[f.name] = None if any(v is None for v in values) else torch.cat(values)
+        return ViewBatch(**out)
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.context_images.shape[-2:])
+
+
+# --------------------------------------------------------------------------- synthetic rooms
+
+
+@dataclass
+class SyntheticScene:
+    """One room and one camera path through it (poses float64, on the CPU)."""
+
+    seed: int
+    kind: str
+    room: object
+    cam_to_world: torch.Tensor
+    keyframes: np.ndarray
+    hfov_deg: float
+
+
+def make_synthetic_scene(
+    seed: int, device: torch.device | str = "cpu", num_frames: int = 200, rate_hz: float = 10.0, kind: str | None = None
+) -> SyntheticScene:
+    """``SyntheticRoom(seed)`` and a random ground-robot or handheld path (all drawn from ``seed``).
+
+    Path parameters vary per scene: robot camera height 0.25-1.3 m, speed 0.25-0.7 m/s, pitch
+    -10..+5 degrees; handheld height 1.1-1.7 m, sweeps of 15-60 degrees; horizontal FOV 55-90 degrees.
+    """
+    from ilrm_ros.synthetic import SyntheticRoom, ground_robot_trajectory, handheld_sweep
+
+    rng = np.random.default_rng([int(seed), 0x7EA1])
+    kind = kind or ("robot" if rng.uniform() < 0.5 else "handheld")
+    hfov = float(rng.uniform(55.0, 90.0))
+    room = SyntheticRoom(int(seed), device=device)
+    if kind == "robot":
+        _, poses = ground_robot_trajectory(
+            room,
+            num_frames,
+            rate_hz,
+            int(seed),
+            height=float(rng.uniform(0.25, 1.3)),
+            speed=float(rng.uniform(0.25, 0.7)),
+            turn_rate=float(rng.uniform(0.4, 1.0)),
+            pitch_deg=float(rng.uniform(-10.0, 5.0)),
+        )
+    elif kind == "handheld":
+        _, poses = handheld_sweep(
+            room,
+            num_frames,
+            rate_hz,
+            int(seed),
+            height=float(rng.uniform(1.1, 1.7)),
+            speed=float(rng.uniform(0.2, 0.5)),
+            sweep_deg=float(rng.uniform(15.0, 60.0)),
+        )
+    else:
+        raise ValueError(f"unknown trajectory kind {kind!r} (robot, handheld)")
+    poses = torch.as_tensor(poses, dtype=torch.float64)
+    return SyntheticScene(int(seed), kind, room, poses, keyframe_indices(poses.numpy()), hfov)
+
+
+def render_views(
+    scene: SyntheticScene, choice: ViewChoice, height: int, width: int, with_depth: bool = True
+) -> ViewBatch:
+    """Render a view choice of a synthetic scene into a one-scene :class:`ViewBatch` (room's device)."""
+    from ilrm_ros.synthetic import default_intrinsics
+
+    idx = np.concatenate([choice.context, choice.targets])
+    K = default_intrinsics(width, height, scene.hfov_deg).float().expand(len(idx), 3, 3)
+    c2w = scene.cam_to_world[torch.as_tensor(idx)].float()
+    rgb, depth = scene.room.render(K, c2w, height, width)
+    device = rgb.device
+    images = rgb.permute(0, 3, 1, 2).contiguous()
+    K, c2w = K.to(device), c2w.to(device)
+    v = len(choice.context)
+    return ViewBatch(
+        context_images=images[None, :v],
+        context_intrinsics=K[None, :v].contiguous(),
+        context_cam_to_world=c2w[None, :v],
+        target_images=images[None, v:],
+        target_intrinsics=K[None, v:].contiguous(),
+        target_cam_to_world=c2w[None, v:],
+        target_beyond=torch.as_tensor(choice.beyond, device=device)[None],
+        target_depth=depth[None, v:] if with_depth else None,
+    )
+
+
+class SyntheticSource:
+    """Endless batches of random synthetic rooms, rendered on ``device`` at ``(height, width)``.
+
+    Scenes come from a FIFO pool of ``pool_size`` rooms (each with a 20 s path); every sample draws
+    one pool scene and fresh random views of it, and every ``samples_per_scene`` samples the oldest
+    scene is replaced by the next one. Scene ``i`` of this stream is a pure function of
+    ``(seed, rank, i)`` (seeds drawn from ``seeds``, by default :data:`TRAIN_SEEDS`), so upcoming
+    scenes are built ahead on a worker thread without affecting determinism.
+    """
+
+    def __init__(
+        self,
+        height: int,
+        width: int,
+        num_views: int,
+        num_targets: int,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        rank: int = 0,
+        seeds: range = TRAIN_SEEDS,
+        pool_size: int = 32,
+        samples_per_scene: int = 4,
+        max_gap: int = 3,
+        beyond_fraction: float = 0.5,
+        with_depth: bool = True,
+        prefetch: bool = True,
+    ) -> None:
+        self.height, self.width = int(height), int(width)
+        self.num_views, self.num_targets = int(num_views), int(num_targets)
+        self.device = torch.device(device)
+        self.seed, self.rank, self.seeds = int(seed), int(rank), seeds
+        self.pool_size, self.samples_per_scene = int(pool_size), max(1, int(samples_per_scene))
+        self.max_gap, self.beyond_fraction, self.with_depth = int(max_gap), float(beyond_fraction), with_depth
+        self.rng = np.random.default_rng([self.seed, self.rank, 0xDA7A])
+        self.samples = 0
+        self.next_scene = self.pool_size
+        self._cache: dict[int, SyntheticScene | Future] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthetic-scenes") if prefetch else None
+
+    # Scene i of the stream and its seed.
+    def scene_seed(self, index: int) -> int:
+        mix = np.random.default_rng([self.seed, self.rank, int(index), 0x5CE2E]).integers(0, len(self.seeds))
+        return int(self.seeds[int(mix)])
+
+    def _build(self, index: int) -> SyntheticScene:
+        seed = self.scene_seed(index)
+        for attempt in range(8):  # a room too cluttered for a path: take the next seed
+            try:
+                return make_synthetic_scene(
+                    self.seeds[(self.seeds.index(seed) + attempt) % len(self.seeds)], self.device
+                )
+            except RuntimeError:
+                continue
+        raise RuntimeError(f"could not build a synthetic scene near seed {seed}")
+
+    def _scene(self, index: int) -> SyntheticScene:
+        item = self._cache.get(index)
+        if item is None:
+            item = self._build(index)
+        elif isinstance(item, Future):
+            item = item.result()
+        self._cache[index] = item
+        return item
+
+    def _maintain(self) -> None:
+        """Keep only the pool's scenes cached and start building the next ones."""
+        lo = self.next_scene - self.pool_size
+        for k in [k for k in self._cache if k < lo]:
+            del self._cache[k]
+        if self._executor is not None:
+            for k in range(self.next_scene, self.next_scene + 2):
+                if k not in self._cache:
+                    self._cache[k] = self._executor.submit(self._build, k)
+
+    def sample_one(self) -> ViewBatch:
+        while True:
+            slot = int(self.rng.integers(self.pool_size))
+            scene = self._scene(self.next_scene - self.pool_size + slot)
+            choice = sample_views(
+                self.rng,
+                len(scene.cam_to_world),
+                scene.keyframes,
+                self.num_views,
+                self.num_targets,
+                self.max_gap,
+                self.beyond_fraction,
+            )
+            self.samples += 1
+            if self.samples % self.samples_per_scene == 0:
+                self.next_scene += 1
+                self._maintain()
+            if choice is not None:
+                return render_views(scene, choice, self.height, self.width, self.with_depth)
+
+    def sample(self, batch_size: int) -> ViewBatch:
+        """The next ``batch_size`` samples, stacked."""
+        if not self._cache:
+            self._maintain()
+        return ViewBatch.stack([self.sample_one() for _ in range(batch_size)])
+
+    def reseed(self, offset: int) -> None:
+        """Switch to another random stream (a resume with a different number of ranks)."""
+        self.rng = np.random.default_rng([self.seed, self.rank, 0xDA7A, int(offset)])
+        self.next_scene += self.pool_size
+        self._cache.clear()
+
+    def state_dict(self) -> dict:
+        return {
+            "kind": "synthetic",
+            "rng": self.rng.bit_generator.state,
+            "samples": self.samples,
+            "next_scene": self.next_scene,
+            "seed": self.seed,
+            "rank": self.rank,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != "synthetic":
+            raise ValueError("not a synthetic data-source state")
+        self.rng.bit_generator.state = state["rng"]
+        self.samples = int(state["samples"])
+        self.next_scene = int(state["next_scene"])
+        self.seed, self.rank = int(state["seed"]), int(state["rank"])
+        self._cache.clear()
+        self._maintain()
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------- recorded bags
+
+
+@dataclass
+class BagTrajectory:
+    """One bag's frames at the model resolution: uint8 images ``[F, 3, H, W]``, intrinsics, poses."""
+
+    name: str
+    images: torch.Tensor
+    intrinsics: torch.Tensor
+    cam_to_world: torch.Tensor
+    keyframes: np.ndarray
+
+
+class BagSource:
+    """Batches of context/target views sampled from recorded bags' trajectories (see :func:`load_bag`).
+
+    A sample picks a bag (weighted by its number of keyframes), then context keyframes and target
+    frames by frame-index windows along its trajectory (:func:`sample_views`). Frames stay on the
+    CPU as uint8 and move to ``device`` per batch.
+    """
+
+    def __init__(
+        self,
+        trajectories: Sequence[BagTrajectory],
+        num_views: int,
+        num_targets: int,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        rank: int = 0,
+        max_gap: int = 3,
+        beyond_fraction: float = 0.5,
+    ) -> None:
+        self.trajectories = [t for t in trajectories if len(t.keyframes) >= num_views]
+        if not self.trajectories:
+            raise ValueError(f"no bag has at least {num_views} keyframes (does the camera move?)")
+        self.num_views, self.num_targets = int(num_views), int(num_targets)
+        self.device = torch.device(device)
+        self.max_gap, self.beyond_fraction = int(max_gap), float(beyond_fraction)
+        self.seed, self.rank = int(seed), int(rank)
+        self.rng = np.random.default_rng([self.seed, self.rank, 0xBA6])
+        self.samples = 0
+        weights = np.array([len(t.keyframes) for t in self.trajectories], dtype=np.float64)
+        self.weights = weights / weights.sum()
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return tuple(self.trajectories[0].images.shape[-2:])
+
+    def sample_one(self) -> ViewBatch:
+        while True:
+            traj = self.trajectories[int(self.rng.choice(len(self.trajectories), p=self.weights))]
+            choice = sample_views(
+                self.rng,
+                len(traj.images),
+                traj.keyframes,
+                self.num_views,
+                self.num_targets,
+                self.max_gap,
+                self.beyond_fraction,
+            )
+            self.samples += 1
+            if choice is not None:
+                break
+        c, t = torch.as_tensor(choice.context), torch.as_tensor(choice.targets)
+        img = lambda i: (traj.images[i].to(self.device).float() / 255.0)[None]  # noqa: E731
+        pose = lambda i: traj.cam_to_world[i].to(self.device, torch.float32)[None]  # noqa: E731
+        return ViewBatch(
+            context_images=img(c),
+            context_intrinsics=traj.intrinsics[c].to(self.device)[None],
+            context_cam_to_world=pose(c),
+            target_images=img(t),
+            target_intrinsics=traj.intrinsics[t].to(self.device)[None],
+            target_cam_to_world=pose(t),
+            target_beyond=torch.as_tensor(choice.beyond, device=self.device)[None],
+        )
+
+    def sample(self, batch_size: int) -> ViewBatch:
+        return ViewBatch.stack([self.sample_one() for _ in range(batch_size)])
+
+    def reseed(self, offset: int) -> None:
+        """Switch to another random stream (a resume with a different number of ranks)."""
+        self.rng = np.random.default_rng([self.seed, self.rank, 0xBA6, int(offset)])
+
+    def state_dict(self) -> dict:
+        return {
+            "kind": "bag",
+            "rng": self.rng.bit_generator.state,
+            "samples": self.samples,
+            "seed": self.seed,
+            "rank": self.rank,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("kind") != "bag":
+            raise ValueError("not a bag data-source state")
+        self.rng.bit_generator.state = state["rng"]
+        self.samples = int(state["samples"])
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,40 @@
+"""Rendering losses: MSE, an optional SSIM term and an optional depth term."""
+
+from __future__ import annotations
+
+import torch
+from pytorch_msssim import ssim
+
+
+def render_loss(
+    pred_rgb: torch.Tensor,
+    target_rgb: torch.Tensor,
+    pred_depth: torch.Tensor | None = None,
+    target_depth: torch.Tensor | None = None,
+    ssim_weight: float = 0.0,
+    depth_weight: float = 0.0,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Total loss and its terms (detached scalar tensors, so reading them is one sync) for rendered views.
+
+    pred_rgb / target_rgb: ``[N, H, W, 3]`` in [0, 1]. Loss = MSE + ``ssim_weight * (1 - SSIM)``
+    + ``depth_weight * L1(depth)``, where the depth term averages over pixels with a valid
+    (positive, finite) ground-truth depth; both depths must be in the same (normalised) units.
+    """
+    pred_rgb, target_rgb = pred_rgb.float(), target_rgb.float()
+    mse = torch.mean((pred_rgb - target_rgb) ** 2)
+    loss = mse
+    terms = {"mse": mse.detach(), "psnr": -10.0 * torch.log10(mse.detach().clamp_min(1e-10))}
+    if ssim_weight > 0:
+        value = ssim(pred_rgb.permute(0, 3, 1, 2), target_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=True)
+        loss = loss + ssim_weight * (1.0 - value)
+        terms["ssim"] = value.detach()
+    if depth_weight > 0:
+        if pred_depth is None or target_depth is None:
+            raise ValueError("depth_weight > 0 needs predicted and ground-truth depth")
+        valid = torch.isfinite(target_depth) & (target_depth > 0)
+        err = (pred_depth.float() - torch.nan_to_num(target_depth.float(), nan=0.0, posinf=0.0)).abs()
+        depth_l1 = (err * valid).sum() / valid.sum().clamp_min(1)
+        loss = loss + depth_weight * depth_l1
+        terms["depth_l1"] = depth_l1.detach()
+    terms["loss"] = loss.detach()
+    return loss, terms

@@ -1,0 +1,439 @@
+"""The training loop: reconstruct from context views, render target views, optimise.
+
+One step: the context cameras define the published pose normalisation
+(:func:`~ilrm_ros.model.normalize_poses`); context AND target cameras are mapped into that frame
+with the same transform (the model predicts Gaussians there), the target views are rendered with
+:func:`ilrm_ros.render.render` on the published white background, and the loss
+(:func:`~ilrm_ros.train.losses.render_loss`) is back-propagated through renderer and model.
+AdamW, a warm-up + cosine schedule, gradient clipping, bf16 autocast (the model's own) and
+per-block activation checkpointing on CUDA; DDP across ``torchrun`` processes.
+
+A checkpoint directory holds ``model.safetensors`` (float32, :func:`~ilrm_ros.model.save_checkpoint`,
+loadable by ``load_model``) and ``state.pt`` (optimizer, scheduler, step, RNG and data-sampler states
+of every rank, the training config; tensors and plain containers only, read with
+``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import torch
+
+from . import distributed as D
+from .data import BagSource, SyntheticSource, ViewBatch
+from .losses import render_loss
+from .scalars import ScalarLog
+from .schedule import make_scheduler
+
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.pt"
+LAST_DIR = "last"
+WHITE = (1.0, 1.0, 1.0)
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in every checkpoint's state)."""
+
+    preset: str = "small"
+    init: str | None = None
+    data: str = "synthetic"
+    bags: list[str] = field(default_factory=list)
+    image_topic: str = ""
+    camera_info_topic: str = ""
+    pose_topic: str = ""
+    pose_type: str = "auto"
+    camera_from_pose: str = "identity"
+    bag_stride: int = 1
+    steps: int = 100_000
+    batch_size: int = 8
+    lr: float = 4e-4
+    warmup: int = 2_000
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.05
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    num_views: int | None = None
+    num_targets: int = 4
+    resolution: tuple[int, int] | None = None
+    ssim_weight: float = 0.0
+    depth_weight: float = 0.0
+    max_gap: int = 3
+    beyond_fraction: float = 0.5
+    scene_pool: int = 32
+    samples_per_scene: int = 4
+    seed: int = 0
+    grad_checkpointing: bool = True
+    log_every: int = 10
+    ckpt_every: int = 1_000
+    keep_every: int = 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["resolution"] = list(self.resolution) if self.resolution else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if d.get("resolution"):
+            d["resolution"] = tuple(int(x) for x in d["resolution"])
+        return cls(**d)
+
+
+def checkpoint_dir(path: str | os.PathLike) -> Path:
+    """A checkpoint directory from itself or from a run directory (its ``last/``)."""
+    path = Path(path)
+    if (path / STATE_FILE).is_file():
+        return path
+    if (path / LAST_DIR / STATE_FILE).is_file():
+        return path / LAST_DIR
+    raise FileNotFoundError(f"{path} holds no training checkpoint ({STATE_FILE} or {LAST_DIR}/{STATE_FILE})")
+
+
+def read_state(path: str | os.PathLike) -> dict:
+    """The ``state.pt`` of a checkpoint (or run) directory, loaded with ``weights_only=True``."""
+    return torch.load(checkpoint_dir(path) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def _rng_state(device: torch.device) -> dict:
+    state = {"torch": torch.get_rng_state()}
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict, device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+class Trainer:
+    """Builds model, data, optimiser and schedule from a :class:`TrainConfig` (or a checkpoint to resume).
+
+    ``out_dir`` receives ``last/`` (the latest checkpoint), ``step_NNNNNNN/`` copies every
+    ``keep_every`` steps, ``model_fp16.safetensors`` at the end, and the scalar log in ``logs/``.
+    """
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        out_dir: str | os.PathLike,
+        device: str | torch.device | None = None,
+        resume: str | os.PathLike | None = None,
+        dist_info: D.DistInfo | None = None,
+        trajectories=None,
+    ) -> None:
+        from ilrm_ros.model import load_model
+
+        self.info = dist_info or D.DistInfo()
+        self.device = D.resolve_device(str(device) if device is not None else None, self.info.local_rank)
+        self.out_dir = Path(out_dir)
+        self.config = config
+        state = None
+        if resume is not None:
+            ckpt = checkpoint_dir(resume)
+            state = read_state(ckpt)
+            source = ckpt / MODEL_FILE
+        else:
+            source = config.init or config.preset
+        torch.manual_seed(config.seed * 1000 + self.info.rank)
+        model = load_model(str(source), device=self.device, seed=config.seed)
+        model.train()
+        model.gradient_checkpointing = config.grad_checkpointing
+        self.model = model
+        mc = model.config
+        self.num_views = config.num_views or mc.num_views
+        self.height, self.width = config.resolution or mc.image_size
+        if self.height % mc.patch_size or self.width % mc.patch_size:
+            raise ValueError(
+                f"resolution {self.height}x{self.width} is not divisible by the patch size {mc.patch_size}"
+            )
+        # The model records the input shape it was trained at.
+        if (self.height, self.width) != mc.image_size or self.num_views != mc.num_views:
+            model.config = mc.replace(image_size=(self.height, self.width), num_views=self.num_views)
+
+        self.net = model
+        if self.info.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+        decay = [p for p in model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=config.lr,
+            betas=(0.9, config.beta2),
+            eps=1e-8,
+            fused=self.device.type == "cuda",
+        )
+        self.scheduler = make_scheduler(self.optimizer, config.steps, config.warmup, config.min_lr_ratio)
+        self.data = self._make_data(trajectories)
+        if self.device.type == "cuda":
+            from ilrm_ros.render import warmup
+
+            warmup(self.device)  # gsplat's kernels load (or compile) here, not inside the timed loop
+        self.step = 0
+        self.elapsed_before = 0.0  # training seconds of earlier chunks (for the log's time axis)
+        self.skipped = 0
+        if state is not None:
+            self._load_state(state)
+
+    # ------------------------------------------------------------------ setup
+
+    def _make_data(self, trajectories):
+        c = self.config
+        if c.data == "synthetic":
+            return SyntheticSource(
+                self.height,
+                self.width,
+                self.num_views,
+                c.num_targets,
+                device=self.device,
+                seed=c.seed,
+                rank=self.info.rank,
+                pool_size=c.scene_pool,
+                samples_per_scene=c.samples_per_scene,
+                max_gap=c.max_gap,
+                beyond_fraction=c.beyond_fraction,
+                with_depth=c.depth_weight > 0,
+            )
+        if c.data == "bag":
+            if trajectories is None:
+                from .bags import load_bags
+
+                trajectories = load_bags(c, (self.height, self.width))
+            return BagSource(
+                trajectories,
+                self.num_views,
+                c.num_targets,
+                device=self.device,
+                seed=c.seed,
+                rank=self.info.rank,
+                max_gap=c.max_gap,
+                beyond_fraction=c.beyond_fraction,
+            )
+        raise ValueError(f"unknown data source {c.data!r} (synthetic, bag)")
+
+    def _load_state(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step = int(state["step"])
+        self.elapsed_before = float(state.get("elapsed", 0.0))
+        ranks = state["ranks"]
+        mine = ranks[self.info.rank] if len(ranks) == self.info.world_size else None
+        if mine is not None:
+            _set_rng_state(mine["rng"], self.device)
+            self.data.load_state_dict(mine["data"])
+        else:  # another world size: fresh per-rank streams that differ from the first run's
+            self.data.reseed(self.step)
+
+    # ------------------------------------------------------------------ one step
+
+    def forward_loss(self, batch: ViewBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Loss of one batch (with the graph for backward) and its detached terms."""
+        from ilrm_ros.model import normalize_poses
+        from ilrm_ros.render import render
+
+        c = self.config
+        ctx_c2w, transform = normalize_poses(batch.context_cam_to_world.float())
+        tgt_c2w = transform.to_normalized(batch.target_cam_to_world.float())
+        gaussians = self.net(batch.context_images, batch.context_intrinsics.float(), ctx_c2w)
+        h, w = batch.target_images.shape[-2:]
+        rgbs, depths = [], []
+        for b in range(batch.target_images.shape[0]):
+            out = render(gaussians.batch(b), batch.target_intrinsics[b].float(), tgt_c2w[b], w, h, background=WHITE)
+            rgbs.append(out.rgb)
+            depths.append(out.depth)
+        rgb = torch.cat(rgbs)
+        if torch.is_grad_enabled() and not rgb.requires_grad:
+            raise RuntimeError(
+                "ilrm_ros.render.render returned images without a gradient on "
+                f"{rgb.device.type}: training needs a differentiable renderer (its backend runs under no_grad)"
+            )
+        target = batch.target_images.flatten(0, 1).permute(0, 2, 3, 1)
+        gt_depth = None
+        if c.depth_weight > 0 and batch.target_depth is not None:
+            # Metres -> the normalised frame (translations there are scaled by transform.scale).
+            gt_depth = (batch.target_depth * transform.scale[:, None, None, None]).flatten(0, 1)
+        return render_loss(
+            rgb, target, torch.cat(depths), gt_depth, c.ssim_weight, c.depth_weight if gt_depth is not None else 0.0
+        )
+
+    def train_step(self, batch: ViewBatch | None = None) -> dict[str, float]:
+        """One optimiser step on ``batch`` (the next data batch by default); returns its scalars."""
+        if batch is None:
+            batch = self.data.sample(self.config.batch_size)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss, terms = self.forward_loss(batch)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        lr = self.optimizer.param_groups[0]["lr"]
+        names = list(terms) + ["grad_norm"]
+        values = torch.stack([terms[k].float() for k in terms] + [grad_norm.float()])
+        values = D.mean_over_ranks(values, self.info)
+        scalars = dict(zip(names, values.tolist()))
+        if all(math.isfinite(v) for v in scalars.values()):
+            self.optimizer.step()
+            self.scheduler.step()
+        else:  # never step on a non-finite loss or gradient (every rank sees the same averaged values)
+            self.skipped += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scheduler.step()
+        self.step += 1
+        scalars["lr"] = lr
+        return scalars
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self, path: str | os.PathLike | None = None, elapsed: float = 0.0) -> Path | None:
+        """Write a checkpoint (collective under DDP: every rank must call it); returns its directory on rank 0."""
+        from ilrm_ros.model import save_checkpoint
+
+        rank_state = {"rng": _rng_state(self.device), "data": self.data.state_dict()}
+        if self.device.type == "cuda":
+            rank_state["rng"] = {k: v.cpu() for k, v in rank_state["rng"].items()}
+        ranks = D.gather_objects(rank_state, self.info)
+        target = None
+        if self.info.is_main:
+            target = Path(path) if path is not None else self.out_dir / LAST_DIR
+            tmp = target.with_name(target.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+            meta = {"step": self.step, "train_config": self.config.to_dict()}
+            save_checkpoint(self.model, tmp / MODEL_FILE, dtype=torch.float32, extra_metadata=meta)
+            state = {
+                "step": self.step,
+                "elapsed": float(elapsed),
+                "world_size": self.info.world_size,
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "ranks": ranks,
+                "config": self.config.to_dict(),
+            }
+            torch.save(state, tmp / STATE_FILE)
+            (tmp / "config.json").write_text(json.dumps(self.config.to_dict(), indent=2) + "\n")
+            old = target.with_name(target.name + ".old")
+            shutil.rmtree(old, ignore_errors=True)
+            if target.exists():
+                target.rename(old)
+            tmp.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        D.barrier(self.info)
+        return target
+
+    def export(self, path: str | os.PathLike, dtype: torch.dtype = torch.float16) -> None:
+        """The trained weights alone, in the project's (default fp16) safetensors format."""
+        from ilrm_ros.model import save_checkpoint
+
+        if self.info.is_main:
+            save_checkpoint(self.model, path, dtype=dtype, extra_metadata={"step": self.step})
+
+    # ------------------------------------------------------------------ the loop
+
+    def run(
+        self,
+        steps: int | None = None,
+        max_minutes: float | None = None,
+        start_time: float | None = None,
+        progress: bool = True,
+        log_dir: str | os.PathLike | None = None,
+    ) -> dict:
+        """Train until ``steps`` (default: the config's total) or until the time budget says stop.
+
+        ``max_minutes`` counts from ``start_time`` (``time.monotonic()``; default: now): the loop
+        stops early enough to write the final checkpoint before the budget ends. SIGTERM/SIGINT
+        also stop it cleanly after the current step. Returns a summary with the per-step losses.
+        """
+        from tqdm import tqdm
+
+        start = time.monotonic() if start_time is None else start_time
+        loop_start = time.monotonic()
+        total = self.config.steps if steps is None else min(self.config.steps, self.step + steps)
+        budget = None if max_minutes is None else max_minutes * 60.0
+        log = ScalarLog(log_dir or self.out_dir / "logs") if self.info.is_main else None
+        if log is not None and not log.tensorboard and self.step == 0:
+            print(f"TensorBoard event files off ({log.tensorboard_error}); scalars go to {log.path}", flush=True)
+        stop = threading.Event()
+        handlers = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                handlers[sig] = signal.signal(sig, lambda *_: stop.set())
+        bar = tqdm(
+            total=total,
+            initial=self.step,
+            disable=not (progress and self.info.is_main),
+            dynamic_ncols=True,
+            desc="train",
+            smoothing=0.05,
+        )
+        losses: list[float] = []
+        step_time = None  # EMA of seconds per step
+        save_time = 5.0
+        last_save = self.step
+        reason = "steps"
+        try:
+            while self.step < total:
+                need = (step_time or 0.0) * 1.5 + save_time * 1.5 + 2.0
+                out_of_time = budget is not None and time.monotonic() - start + need > budget
+                if D.any_true(out_of_time or stop.is_set(), self.info, self.device):  # one collective per step
+                    reason = "signal" if stop.is_set() else "time"
+                    break
+                t0 = time.monotonic()
+                scalars = self.train_step()
+                dt = time.monotonic() - t0
+                if len(losses) >= 2:  # the first steps include one-off kernel compilation and allocation
+                    step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
+                losses.append(scalars["loss"])
+                bar.update(1)
+                bar.set_postfix(loss=f"{scalars['loss']:.4f}", psnr=f"{scalars['psnr']:.2f}", lr=f"{scalars['lr']:.2e}")
+                if log is not None and (self.step % self.config.log_every == 0 or self.step == 1):
+                    scalars["step_time"] = dt
+                    scalars["samples_per_s"] = self.config.batch_size * self.info.world_size / max(dt, 1e-9)
+                    if self.device.type == "cuda":
+                        scalars["gpu_mem_gb"] = torch.cuda.max_memory_allocated(self.device) / 2**30
+                    log.log(self.step, scalars, self.elapsed_before + time.monotonic() - loop_start)
+                if self.config.ckpt_every and self.step - last_save >= self.config.ckpt_every:
+                    t_save = time.monotonic()
+                    self.save(elapsed=self.elapsed_before + time.monotonic() - loop_start)
+                    save_time = time.monotonic() - t_save
+                    last_save = self.step
+                if self.config.keep_every and self.step % self.config.keep_every == 0:
+                    self.save(
+                        self.out_dir / f"step_{self.step:07d}", self.elapsed_before + time.monotonic() - loop_start
+                    )
+        finally:
+            bar.close()
+            for sig, handler in handlers.items():
+                signal.signal(sig, handler)
+        elapsed = self.elapsed_before + time.monotonic() - loop_start
+        ckpt = self.save(elapsed=elapsed) if self.step != last_save or not (self.out_dir / LAST_DIR).exists() else None
+        ckpt = ckpt or self.out_dir / LAST_DIR
+        if self.step >= self.config.steps:
+            self.export(self.out_dir / "model_fp16.safetensors")
+        if log is not None:
+            log.close()
+        return {
+            "step": self.step,
+            "stopped": reason,
+            "losses": losses,
+            "checkpoint": str(ckpt),
+            "seconds": time.monotonic() - loop_start,
+            "skipped": self.skipped,
+            "sec_per_step": step_time,
+        }
+
+    def close(self) -> None:
+        self.data.close()

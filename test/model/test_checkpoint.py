@@ -1,0 +1,219 @@
+"""Loading the published Lightning layout and the project's safetensors; refusing anything else."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from ilrm_ros.model import (
+    ILRM,
+    PRESETS,
+    CheckpointError,
+    ILRMConfig,
+    load_model,
+    published_state_dict,
+    save_checkpoint,
+)
+
+NARROW = PRESETS["re10k"].replace(width=128, depth=4)  # published layout, fewer/narrower blocks
+
+
+def narrow_published_model(seed: int = 7) -> ILRM:
+    torch.manual_seed(seed)
+    model = ILRM(NARROW).eval()
+    with torch.no_grad():  # norms away from 1 so a mix-up between tensors would show
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.uniform_(0.5, 1.5)
+    return model
+
+
+def write_lightning(path, state_dict: dict, **extra) -> None:
+    """A checkpoint shaped like the published one: weights under state_dict, other keys beside."""
+    torch.save({"state_dict": state_dict, "epoch": 3, "global_step": 1000, **extra}, path)
+
+
+def tiny_scene(views=2, h=32, w=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(1, views, 3, h, w, generator=g)
+    K = torch.tensor([[40.0, 0, w / 2], [0, 40.0, h / 2], [0, 0, 1]]).expand(1, views, 3, 3)
+    c2w = torch.eye(4).repeat(1, views, 1, 1)
+    c2w[0, :, 0, 3] = torch.linspace(-0.5, 0.5, views)
+    return images, K, c2w
+
+
+def assert_same_output(a, b, atol=0.0):
+    for name in ("means", "quats", "scales", "opacities", "sh"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), atol=atol, rtol=atol)
+
+
+def test_published_layout_loads_and_reproduces_the_forward(tmp_path):
+    src = narrow_published_model()
+    sd = published_state_dict(src)
+    # Things a Lightning checkpoint carries beside the encoder: ignored.
+    sd["decoder.background_color"] = torch.ones(3)
+    sd["losses.1.lpips.net.slice1.0.weight"] = torch.randn(4, 3, 3, 3)
+    path = tmp_path / "narrow.ckpt"
+    write_lightning(path, sd, optimizer_states=[{"state": {0: {"exp_avg": torch.zeros(3)}}, "param_groups": []}],
+                    lr_schedulers=[], callbacks={})
+    model = load_model(path)
+    assert isinstance(model, ILRM) and not model.training
+    assert model.config == NARROW
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with torch.no_grad():
+        assert_same_output(model(*tiny_scene()), src(*tiny_scene()))
+
+
+def test_full_re10k_key_set_loads(tmp_path):
+    """The full-size published layout (171M float32 values, 685 MB) loads with the re10k config."""
+    with torch.device("meta"):
+        ref = ILRM(PRESETS["re10k"])
+    # Uninitialised storage is enough: this checks keys, shapes and config inference, not values.
+    sd = {k: torch.empty(v.shape) for k, v in published_state_dict(ref).items()}
+    marker = "encoder.scaler.processor.blocks.23.mlp.fc2.weight"
+    sd[marker] = torch.arange(sd[marker].numel(), dtype=torch.float32).reshape(sd[marker].shape)
+    path = tmp_path / "re10k_2view.ckpt"
+    write_lightning(path, sd)
+    del sd
+    model = load_model(path)
+    assert model.config == PRESETS["re10k"]
+    assert sum(p.numel() for p in model.parameters()) == 171_336_960
+    w = model.processor.blocks[23].mlp.fc2.weight
+    assert torch.equal(w.flatten()[:5], torch.arange(5, dtype=torch.float32))
+    del model
+    path.unlink()
+
+
+@pytest.mark.parametrize(
+    "edit, named",
+    [
+        ("rename", "processor.blocks.3.attn.qkv.weight"),
+        ("reshape", "processor.blocks.2.read_cross.k.weight"),
+        ("drop", "processor.blocks.1.mlp.norm.weight"),
+        ("extra", "processor.blocks.0.read_cross.bias"),
+        ("rename", "input_tokenizer.weight"),
+    ],
+)
+def test_mismatched_keys_fail_naming_them(tmp_path, edit, named):
+    sd = published_state_dict(narrow_published_model())
+    key = "encoder.scaler." + named
+    if edit == "rename":
+        sd[key.replace(".weight", ".weight_renamed")] = sd.pop(key)
+    elif edit == "reshape":
+        sd[key] = sd[key][:, :-1].clone()
+    elif edit == "drop":
+        del sd[key]
+    elif edit == "extra":
+        sd[key] = torch.zeros(128)
+    path = tmp_path / "bad.ckpt"
+    write_lightning(path, sd)
+    with pytest.raises(ValueError, match=named.replace(".", r"\.")):
+        load_model(path)
+
+
+class _Evil:
+    def __reduce__(self):
+        marker = os.environ["ILRM_TEST_MARKER"]
+        return (os.system, (f"touch {marker}",))
+
+
+@pytest.mark.parametrize("how", ["pickle2", "pickle5", "torch.save"])
+def test_pickled_code_is_refused_and_never_runs(tmp_path, monkeypatch, how):
+    marker = tmp_path / "pwned"
+    monkeypatch.setenv("ILRM_TEST_MARKER", str(marker))
+    path = tmp_path / "evil.ckpt"
+    payload = {"state_dict": {"encoder.scaler.input_tokenizer.weight": _Evil()}}
+    if how.startswith("pickle"):
+        with open(path, "wb") as fh:
+            pickle.dump(payload, fh, protocol=int(how[-1]))
+    else:
+        torch.save(payload, path)
+    with pytest.raises(ValueError, match="weights-only"):
+        load_model(path)
+    assert not marker.exists()
+
+
+def test_files_that_are_not_checkpoints_are_refused(tmp_path):
+    rnd = tmp_path / "random.ckpt"
+    rnd.write_bytes(os.urandom(4096))
+    txt = tmp_path / "notes.ckpt"
+    txt.write_text("this is not a checkpoint\n")
+    empty = tmp_path / "empty.safetensors"
+    empty.write_bytes(b"")
+    for path in (rnd, txt, empty):
+        with pytest.raises(ValueError, match="not a checkpoint"):
+            load_model(path)
+    # Pickle streams / zips that are not checkpoints get a clear message too.
+    junk_pickle = tmp_path / "junk.ckpt"
+    junk_pickle.write_bytes(b"\x80\x02" + os.urandom(100))
+    with pytest.raises(ValueError, match="weights-only"):
+        load_model(junk_pickle)
+    tensor_only = tmp_path / "tensor.ckpt"
+    torch.save(torch.zeros(3), tensor_only)
+    with pytest.raises(CheckpointError, match="not a checkpoint dict"):
+        load_model(tensor_only)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "missing.ckpt")
+
+
+def test_later_variant_layout_is_refused_clearly(tmp_path):
+    path = tmp_path / "variant.ckpt"
+    torch.save({"model": {"viewpoint_tokenizer.weight": torch.zeros(2, 2)}}, path)
+    with pytest.raises(ValueError, match="later iLRM variant"):
+        load_model(path)
+
+
+def test_safetensors_round_trip_reproduces_the_forward(tmp_path):
+    src = load_model("tiny")
+    exact = tmp_path / "tiny32.safetensors"
+    save_checkpoint(src, exact, dtype=torch.float32, extra_metadata={"step": 12, "note": "hi"})
+    with torch.no_grad():
+        assert_same_output(load_model(exact)(*tiny_scene()), src(*tiny_scene()))
+
+    half = tmp_path / "tiny16.safetensors"
+    save_checkpoint(src, half)  # fp16 on disk
+    loaded = load_model(half)
+    assert all(p.dtype == torch.float32 for p in loaded.parameters())
+    for (k, a), (_, b) in zip(src.state_dict().items(), loaded.state_dict().items()):
+        assert torch.equal(a.half().float(), b), k
+    rounded = ILRM(src.config).eval()
+    rounded.load_state_dict({k: v.half().float() for k, v in src.state_dict().items()})
+    with torch.no_grad():
+        assert_same_output(loaded(*tiny_scene()), rounded(*tiny_scene()))
+
+    from safetensors import safe_open
+
+    with safe_open(str(exact), "pt") as fh:
+        meta = fh.metadata()
+    assert ILRMConfig.from_json(meta["config"]) == src.config
+    assert meta["step"] == "12" and meta["note"] == "hi"
+
+
+def test_gslrm_round_trips_through_safetensors(tmp_path):
+    src = load_model(PRESETS["tiny"].replace(arch="gslrm"))
+    path = tmp_path / "g.safetensors"
+    save_checkpoint(src, path, dtype=torch.float32)
+    loaded = load_model(path)
+    assert type(loaded).__name__ == "GSLRM" and loaded.config == src.config
+    with torch.no_grad():
+        assert_same_output(loaded(*tiny_scene()), src(*tiny_scene()))
+
+
+def test_safetensors_with_wrong_shapes_fails_naming_the_key(tmp_path):
+    from safetensors.torch import save_file
+
+    src = load_model("tiny")
+    sd = {k: v.clone() for k, v in src.state_dict().items()}
+    sd["token_decoder.1.weight"] = sd["token_decoder.1.weight"][:-1].clone()
+    path = tmp_path / "bad.safetensors"
+    save_file(sd, str(path), metadata={"config": src.config.to_json()})
+    with pytest.raises(ValueError, match=r"token_decoder\.1\.weight"):
+        load_model(path)
+
+
+def test_reserved_metadata_cannot_be_overridden(tmp_path):
+    with pytest.raises(ValueError):
+        save_checkpoint(load_model("tiny"), tmp_path / "x.safetensors", extra_metadata={"config": "{}"})

@@ -1,0 +1,287 @@
+"""The Pipeline with the real tiny model: frames -> keyframes -> refresh -> scene, threading, failures."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from ilrm_ros.model import load_model
+from ilrm_ros.pipeline.camera import CameraModel
+from ilrm_ros.pipeline.config import PipelineConfig
+from ilrm_ros.pipeline.pipeline import MAX_PENDING_IMAGES, Pipeline, fallback_plans
+
+W, H = 96, 72
+CAMERA = CameraModel(W, H, [[70.0, 0, 47.5], [0, 70.0, 35.5], [0, 0, 1]], "plumb_bob", [-0.05, 0.01, 0, 0, 0])
+MS = 1_000_000
+T0 = 1_000 * 1_000_000_000
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("tiny", device="cpu")
+
+
+def _pose(x: float, yaw_deg: float = 0.0) -> np.ndarray:
+    c, s = np.cos(np.radians(yaw_deg)), np.sin(np.radians(yaw_deg))
+    T = np.eye(4)
+    T[:3, :3] = [[c, 0, s], [0, 1, 0], [-s, 0, c]]  # yaw about the camera's down axis
+    T[:3, 3] = [x, 0.0, 0.0]
+    return T
+
+
+def _image(i: int) -> np.ndarray:
+    rng = np.random.default_rng(i)
+    base = rng.integers(0, 256, (H // 8, W // 8, 3), dtype=np.uint8)
+    return np.kron(base, np.ones((8, 8, 1), np.uint8))
+
+
+def _feed(pipe: Pipeline, n: int, step: float = 0.2, start: int = 0) -> list:
+    """n images at 10 Hz moving ``step`` m each, poses at 20 Hz arriving just after each image."""
+    outcomes = []
+    for i in range(start, start + n):
+        t = T0 + i * 100 * MS
+        outcomes += pipe.on_pose(t - 50 * MS, _pose((i - 0.5) * step))
+        outcomes += pipe.on_image(t, _image(i))
+        outcomes += pipe.on_pose(t, _pose(i * step))
+    return outcomes
+
+
+def _pipe(model, **overrides) -> Pipeline:
+    cfg = PipelineConfig.from_dict({"num_views": 2, **overrides.pop("config", {})})
+    pipe = Pipeline(cfg, model, **{"synchronous": True, **overrides})
+    pipe.on_camera_info(CAMERA)
+    return pipe
+
+
+def test_frames_to_keyframes_to_scene(model):
+    refreshes = []
+    pipe = _pipe(model, on_refresh=lambda g, v: refreshes.append((len(g), v)))
+    assert pipe.scene_snapshot()[1] == 0 and len(pipe.scene_snapshot()[0]) == 0
+    outcomes = _feed(pipe, 4)
+    statuses = [(o.status, o.reason) for o in outcomes]
+    # Each image waits for the pose stamped with it, then syncs; every image moved 0.2 m > 0.15 m.
+    assert statuses == [("pending", ""), ("keyframe", "first")] + [("pending", ""), ("keyframe", "translation")] * 3
+    gaussians, version = pipe.scene_snapshot()
+    assert version == 3 and len(refreshes) == 3  # the first once the window was full, then per keyframe
+    assert len(gaussians) > 0 and torch.isfinite(gaussians.means).all()
+    assert refreshes[-1] == (len(gaussians), 3)
+    stats = pipe.stats.snapshot()
+    assert stats["counts"]["keyframes"] == 4 and stats["counts"]["refreshes"] == 3 and stats["drops"] == {}
+    assert stats["latency"]["refresh"]["p50"] > 0
+    assert [f.stamp_ns for f in pipe.window.frames] == [T0 + 200 * MS, T0 + 300 * MS]
+    # Frames are undistorted, in the model's pixel convention.
+    frame = pipe.window.frames[-1]
+    np.testing.assert_allclose(frame.K, CAMERA.K_new + [[0, 0, 0.5], [0, 0, 0.5], [0, 0, 0]])
+    assert not np.array_equal(frame.image, _image(3))
+    pipe.close()
+
+
+def test_no_motion_no_refresh_and_interpolated_sync(model):
+    pipe = _pipe(model)
+    pipe.on_pose(T0, _pose(0.0))
+    pipe.on_pose(T0 + 100 * MS, _pose(0.1))
+    out = pipe.on_image(T0 + 50 * MS, _image(0))
+    assert [(o.status, o.reason) for o in out] == [("keyframe", "first")]
+    np.testing.assert_allclose(pipe.latest_frame.cam_to_world, _pose(0.05), atol=1e-12)
+    out = pipe.on_image(T0 + 100 * MS, _image(1))
+    assert [(o.status, o.reason) for o in out] == [("synced", "no_motion")]
+    assert pipe.scene_snapshot()[1] == 0 and len(pipe.window) == 1
+
+
+def test_drops_by_reason(model):
+    pipe = Pipeline(PipelineConfig.from_dict({"num_views": 2}), model, synchronous=True)
+    assert pipe.on_image(T0, _image(0))[0].reason == "no_camera_info"
+    pipe.on_camera_info(CAMERA)
+    assert pipe.on_image(T0, np.zeros((H, W + 1, 3), np.uint8))[0].reason == "camera_size_mismatch"
+    # No pose ever: the image waits, then expires when a later image arrives.
+    assert pipe.on_image(T0, _image(0))[0].status == "pending"
+    out = pipe.on_image(T0 + 150 * MS, _image(1))
+    assert (out[0].stamp_ns, out[0].reason) == (T0, "no_pose") and out[1].status == "pending"
+    # A pose far after the waiting image: the gap is too wide to interpolate.
+    pipe.on_pose(T0 + 50 * MS, _pose(0))
+    out = pipe.on_pose(T0 + 400 * MS, _pose(1))
+    assert [(o.stamp_ns, o.reason) for o in out] == [(T0 + 150 * MS, "pose_gap")]
+    assert pipe.on_image(T0 + 10 * MS, _image(2))[0].reason == "pose_too_old"
+    pipe.on_pose(T0 + 300 * MS, _pose(1))  # out of order: ignored, counted
+    assert pipe.on_pose(T0 + 300 * MS, np.full((4, 4), np.nan)) == []
+    drops = pipe.stats.drops
+    assert drops == {"no_camera_info": 1, "camera_size_mismatch": 1, "no_pose": 1, "pose_gap": 1,
+                     "pose_too_old": 1, "pose_out_of_order": 1, "nan_pose": 1}
+
+
+def test_pending_queue_is_bounded(model):
+    pipe = _pipe(model, config={"sync.max_pose_gap": 10.0})
+    pipe.on_pose(T0, _pose(0))
+    for i in range(MAX_PENDING_IMAGES + 3):
+        pipe.on_image(T0 + (i + 1) * MS, _image(i))
+    assert len(pipe._pending) == MAX_PENDING_IMAGES and pipe.stats.drops == {"pose_gap": 3}
+    out = pipe.on_pose(T0 + 100 * MS, _pose(0.05))
+    assert len(out) == MAX_PENDING_IMAGES and all(o.status in ("keyframe", "synced") for o in out)
+
+
+def test_time_jumping_back_resets_sync(model):
+    warnings = []
+    pipe = _pipe(model, on_warning=warnings.append)
+    _feed(pipe, 3)
+    assert pipe.on_image(T0 + 1_000 * MS, _image(9))[0].status == "pending"
+    # The bag loops: images and poses restart 1.3 s earlier.
+    out = pipe.on_image(T0 - 300 * MS, _image(0))
+    assert [(o.status, o.reason) for o in out] == [("dropped", "time_reset"), ("pending", "")]
+    assert len(pipe.poses) == 0 and any("reset" in w for w in warnings)
+    out = pipe.on_pose(T0 - 300 * MS, _pose(0))
+    assert [(o.status, o.reason) for o in out] == [("keyframe", "translation")]
+    assert pipe.stats.counts["sync_resets"] == 1
+
+
+def test_synchronous_mode_is_deterministic(model):
+    results = []
+    for _ in range(2):
+        pipe = _pipe(model)
+        outcomes = _feed(pipe, 5)
+        gaussians, version = pipe.scene_snapshot()
+        results.append((outcomes, gaussians, version))
+    (o1, g1, v1), (o2, g2, v2) = results
+    assert o1 == o2 and v1 == v2 == 4
+    assert torch.equal(g1.means, g2.means) and torch.equal(g1.sh, g2.sh) and torch.equal(g1.opacities, g2.opacities)
+
+
+def test_latest_wins_with_a_slow_worker(model):
+    gate = threading.Event()
+    seen = []
+
+    def slow_refresh(gaussians, version):
+        seen.append(version)
+        gate.wait(timeout=30)  # the first refresh holds the worker until the test lets it go
+
+    pipe = _pipe(model, synchronous=False, on_refresh=slow_refresh)
+    try:
+        _feed(pipe, 2)  # the window is full: the first refresh starts and blocks in on_refresh
+        for _ in range(3000):
+            if seen:
+                break
+            time.sleep(0.01)
+        assert seen == [1] and pipe.refresh_busy and pipe.pending_refreshes == 0
+        for i in range(2, 8):  # six more windows while the worker is busy
+            _feed(pipe, 1, start=i)
+            assert pipe.pending_refreshes == 1
+        assert pipe.stats.counts["refresh_superseded"] == 5  # each newer window replaced the waiting one
+        gate.set()
+        assert pipe.wait_idle(timeout=30)
+        assert pipe.stats.counts["refreshes"] == 2 and seen == [1, 2]
+        # The last refresh used the newest window: same scene as a synchronous run on the same frames.
+        sync = _pipe(model)
+        _feed(sync, 8)
+        assert torch.equal(pipe.scene_snapshot()[0].means, sync.scene_snapshot()[0].means)
+    finally:
+        gate.set()
+        pipe.close()
+    assert not pipe._worker.is_alive()
+
+
+def test_worker_exception_keeps_the_last_scene(model):
+    warnings = []
+    pipe = _pipe(model, synchronous=False, on_warning=warnings.append)
+    try:
+        _feed(pipe, 2)
+        assert pipe.wait_idle(timeout=30)
+        good, version = pipe.scene_snapshot()
+        assert version == 1 and len(good) > 0
+        pipe.resolution = (60, 60)  # not a multiple of the patch size: the real model raises
+        for i in range(2, 5):
+            _feed(pipe, 1, start=i)
+            assert pipe.wait_idle(timeout=30)
+        after, after_version = pipe.scene_snapshot()
+        assert after_version == 1 and after is good
+        assert pipe.stats.counts["refresh_errors"] == 3
+        failures = [w for w in warnings if "refresh failed" in w]
+        assert len(failures) == 1 and "Traceback" in failures[0] and "divisible" in failures[0]
+        assert pipe._worker.is_alive()
+        pipe.resolution = (64, 64)  # recovers on the next window
+        _feed(pipe, 1, start=5)
+        assert pipe.wait_idle(timeout=30) and pipe.scene_snapshot()[1] == 2
+    finally:
+        pipe.close()
+
+
+def test_reset(model):
+    pipe = _pipe(model)
+    _feed(pipe, 3)
+    assert len(pipe.scene_snapshot()[0]) > 0
+    version = pipe.scene_snapshot()[1]
+    pipe.reset()
+    gaussians, new_version = pipe.scene_snapshot()
+    assert len(gaussians) == 0 and new_version == version + 1
+    assert len(pipe.window) == 0 and len(pipe.poses) == 0 and pipe.latest_frame is None
+    out = _feed(pipe, 2, start=10)
+    assert [o.reason for o in out if o.status == "keyframe"] == ["first", "translation"]
+    assert pipe.scene_snapshot()[1] == new_version + 1
+
+
+def test_render_and_evaluate_latest(model):
+    pipe = _pipe(model)
+    assert pipe.evaluate_latest() is None
+    _feed(pipe, 3)
+    frame = pipe.latest_frame
+    result = pipe.render(frame.cam_to_world, frame.K, W, H)
+    assert result.rgb.shape == (1, H, W, 3) and result.depth.shape == (1, H, W)
+    assert torch.isfinite(result.rgb).all()
+    scores = pipe.evaluate_latest()
+    assert np.isfinite(scores["psnr"]) and -1.0 <= scores["ssim"] <= 1.0 and scores["stamp_ns"] == frame.stamp_ns
+
+
+def test_apply_changes_dynamic_parameters_only(model):
+    pipe = _pipe(model)
+    cfg = pipe.apply({"keyframe.min_translation": 1.0, "sync.max_pose_gap": 0.5})
+    assert cfg.keyframe_min_translation == 1.0 and pipe.selector.min_translation == 1.0
+    assert pipe.poses.max_gap_ns == 500 * MS
+    with pytest.raises(ValueError, match="read-only"):
+        pipe.apply({"scene.mode": "map"})
+    with pytest.raises(ValueError):
+        pipe.apply({"keyframe.min_translation": -1})
+    assert pipe.config.keyframe_min_translation == 1.0
+
+
+def test_fallback_plans():
+    plans = list(fallback_plans(4, (64, 96), 8))
+    assert plans[:3] == [(4, (64, 96)), (3, (64, 96)), (2, (64, 96))]
+    assert plans[3:] == [(2, (48, 72)), (2, (32, 48)), (2, (32, 32))]
+    assert list(fallback_plans(1, (32, 32), 8)) == [(1, (32, 32))]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_out_of_memory_falls_back_to_fewer_views():
+    import gc
+
+    model = load_model("tiny", device="cuda")
+    config = {"model_resolution": 1024, "scene.budget": 1000}
+
+    def peak_reserved(views: int) -> int:
+        probe = _pipe(model, config={**config, "num_views": views})
+        gc.collect()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+        _feed(probe, views)
+        assert probe.scene_snapshot()[1] == 1
+        probe.close()
+        return torch.cuda.max_memory_reserved()
+
+    two = peak_reserved(2)
+    gc.collect()
+    torch.cuda.empty_cache()
+    warnings = []
+    pipe = _pipe(model, config={**config, "num_views": 4}, on_warning=warnings.append)
+    # Room for about 2 views' worth: 4 (and 3) views at 1024x1024 cannot fit, 2 can.
+    torch.cuda.set_per_process_memory_fraction(1.25 * two / torch.cuda.get_device_properties(0).total_memory)
+    try:
+        _feed(pipe, 4)
+        gaussians, version = pipe.scene_snapshot()
+        assert version == 1 and len(gaussians) > 0, warnings
+        assert pipe.stats.counts["refresh_oom"] == 2
+        assert any("out of memory with 4 views" in w and "with 2 views at 1024x1024" in w for w in warnings)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+        pipe.close()

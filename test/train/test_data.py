@@ -1,0 +1,112 @@
+"""Data sources, view sampling, losses and schedule of the trainer."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from ilrm_ros.train.data import BagSource, SyntheticSource
+from ilrm_ros.train.losses import render_loss
+from ilrm_ros.train.schedule import warmup_cosine
+from ilrm_ros.train.splits import EVAL_SEEDS, TRAIN_SEEDS
+from ilrm_ros.train.views import keyframe_indices, sample_views
+
+
+def test_seed_split_is_disjoint():
+    assert TRAIN_SEEDS.stop <= EVAL_SEEDS.start and len(EVAL_SEEDS) >= 100
+
+
+def test_keyframes_follow_motion_thresholds():
+    T = np.tile(np.eye(4), (30, 1, 1))
+    T[:, 0, 3] = np.arange(30) * 0.04  # 4 cm per frame along x
+    kf = keyframe_indices(T, min_translation=0.15)
+    assert kf.tolist() == [0, 4, 8, 12, 16, 20, 24, 28]
+    assert keyframe_indices(np.tile(np.eye(4), (10, 1, 1))).tolist() == [0]  # no motion, one keyframe
+
+
+def test_view_sampling_between_and_beyond():
+    rng = np.random.default_rng(0)
+    kf = np.arange(0, 100, 5)
+    for _ in range(50):
+        c = sample_views(rng, 100, kf, num_views=3, num_targets=4, max_gap=2)
+        lo, hi = c.context[0], c.context[-1]
+        assert np.all(np.diff(c.context) > 0) and set(c.context) <= set(kf)
+        inside = (c.targets >= lo) & (c.targets <= hi)
+        assert np.array_equal(~c.beyond, inside)
+        assert c.beyond.sum() in (0, 2) and np.all((c.targets >= 0) & (c.targets < 100))
+        margin = (hi - lo) / 2
+        assert np.all(np.abs(c.targets[c.beyond] - np.clip(c.targets[c.beyond], lo, hi)) <= margin + 1)
+    assert sample_views(rng, 10, np.array([0, 5]), num_views=3, num_targets=2) is None
+
+
+def test_synthetic_source_shapes_and_resumable_stream():
+    src = SyntheticSource(32, 48, num_views=2, num_targets=3, seed=1, pool_size=2, samples_per_scene=1)
+    b = src.sample(2)
+    assert b.context_images.shape == (2, 2, 3, 32, 48) and b.target_images.shape == (2, 3, 3, 32, 48)
+    assert b.context_cam_to_world.shape == (2, 2, 4, 4) and b.target_intrinsics.shape == (2, 3, 3, 3)
+    assert b.target_depth.shape == (2, 3, 32, 48) and (b.target_depth > 0).all()
+    assert 0 <= b.context_images.min() and b.context_images.max() <= 1 and b.context_images.std() > 0.02
+    state = src.state_dict()
+    torch.save(state, "/dev/null")  # plain containers only
+    nxt = src.sample(1)
+    other = SyntheticSource(32, 48, num_views=2, num_targets=3, seed=1, pool_size=2, samples_per_scene=1)
+    other.load_state_dict(state)
+    again = other.sample(1)
+    assert torch.equal(nxt.target_images, again.target_images)
+    assert torch.equal(nxt.context_cam_to_world, again.context_cam_to_world)
+    assert all(TRAIN_SEEDS.start <= other.scene_seed(i) < TRAIN_SEEDS.stop for i in range(20))
+    src.close()
+    other.close()
+
+
+def test_render_loss_terms():
+    gt = torch.rand(2, 16, 16, 3)
+    loss, terms = render_loss(gt.clone(), gt)
+    assert float(loss) == 0.0 and float(terms["psnr"]) == pytest.approx(100.0)
+    pred = (gt + 0.1).clamp(0, 1)
+    depth = torch.full((2, 16, 16), 2.0)
+    gt_depth = torch.full((2, 16, 16), 1.5)
+    gt_depth[:, :8] = 0.0  # no ground truth there: ignored
+    loss, terms = render_loss(pred, gt, depth, gt_depth, ssim_weight=0.5, depth_weight=2.0)
+    mse = float(((pred - gt) ** 2).mean())
+    assert float(terms["depth_l1"]) == pytest.approx(0.5)
+    assert 0 < float(terms["ssim"]) < 1
+    assert float(loss) == pytest.approx(mse + 0.5 * (1 - float(terms["ssim"])) + 2.0 * 0.5, rel=1e-5)
+
+
+def test_warmup_cosine_schedule():
+    assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)
+    assert warmup_cosine(9, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(10, 100, 10) == pytest.approx(1.0)
+    assert warmup_cosine(55, 100, 10, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+    assert warmup_cosine(100, 100, 10, 0.1) == pytest.approx(0.1)
+    assert warmup_cosine(500, 100, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_bag_source_from_a_recorded_bag(tmp_path):
+    from ilrm_ros.bag import writer
+    from ilrm_ros.train.bags import load_bag
+
+    bag = tmp_path / "bag"
+    seq = writer.write_synthetic_bag(
+        bag, frames=40, rate_hz=10.0, width=80, height=60, seed=3, depth=False, pose_rate_hz=25.0
+    )
+    traj, dropped = load_bag(bag, writer.IMAGE_TOPIC, writer.INFO_TOPIC, writer.POSE_TOPIC, (32, 32))
+    assert not dropped and traj.images.shape == (40, 3, 32, 32) and traj.images.dtype == torch.uint8
+    # poses interpolated from the 25 Hz pose topic match the images' true poses
+    assert torch.allclose(traj.cam_to_world, seq.cam_to_world, atol=2e-3)
+    # 80x60 -> short side 60 scaled to 32 (width to round(80 * 32 / 60) = 43), centre crop of the width
+    assert traj.intrinsics[0, 0, 0] == pytest.approx(float(seq.intrinsics[0, 0]) * 43 / 80, rel=1e-4)
+    assert traj.intrinsics[0, 1, 1] == pytest.approx(float(seq.intrinsics[1, 1]) * 32 / 60, rel=1e-4)
+    # principal point: 40 * 43 / 80 = 21.5, minus the crop offset (43 - 32) // 2 = 5
+    assert traj.intrinsics[0, 0, 2] == pytest.approx(16.5, abs=1e-3) and traj.intrinsics[0, 1, 2] == pytest.approx(16.0)
+    src = BagSource([traj], num_views=2, num_targets=2, seed=0)
+    b = src.sample(3)
+    assert b.context_images.shape == (3, 2, 3, 32, 32) and b.target_depth is None
+    state = src.state_dict()
+    nxt = src.sample(1)
+    src.load_state_dict(state)
+    assert torch.equal(src.sample(1).target_images, nxt.target_images)

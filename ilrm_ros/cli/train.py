@@ -50,6 +50,8 @@ _CONFIG_OPTIONS = (
     "max_gap",
     "scene_pool",
     "samples_per_scene",
+    "scene_group",
+    "data_workers",
     "seed",
     "log_every",
     "ckpt_every",
@@ -117,6 +119,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-gap", type=int, default=None, help=f"max keyframes between context views (default {d.max_gap})"
     )
     g.add_argument("--scene-pool", type=int, default=None, help=f"synthetic rooms in the pool (default {d.scene_pool})")
+    g.add_argument("--scene-group", type=int, default=None, help="samples per room render call (default 4)")
+    g.add_argument(
+        "--data-workers", type=int, default=None, help="path-planning processes (default -1: auto, 0 on CPU)"
+    )
     g.add_argument(
         "--samples-per-scene",
         type=int,

@@ -65,8 +65,8 @@ def make_cases(
             for _ in range(100):  # a draw whose context span leaves room beyond it on the path
                 choice = sample_views(
                     rng,
-                    len(scene.cam_to_world),
-                    scene.keyframes,
+                    len(scene.path.cam_to_world),
+                    scene.path.keyframes,
                     v,
                     NUM_BETWEEN + NUM_BEYOND,
                     beyond_fraction=NUM_BEYOND / (NUM_BETWEEN + NUM_BEYOND),

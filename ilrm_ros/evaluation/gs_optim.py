@@ -96,6 +96,7 @@ def _loss(rasterization, ssim, params, viewmats, Ks, w, h, bg, target) -> torch.
         sh_degree=0,
         backgrounds=bg,
         rasterize_mode="classic",
+        packed=False,
     )
     pred = colors.permute(0, 3, 1, 2)
     return 0.8 * (pred - target).abs().mean() + 0.2 * (1.0 - ssim(pred, target, data_range=1.0))

@@ -246,12 +246,13 @@ class IlrmNode(Node):
     # ------------------------------------------------------------------ outputs
     def _on_refresh(self, gaussians, version: int) -> None:
         """After each scene update (worker thread): publish the point cloud and the window's poses."""
-        now = self.get_clock().now().nanoseconds
+        frames = list(self.pipeline.window.frames)
+        # Stamped with the newest keyframe's time: the scene shows the world as of that image.
+        stamp = max((f.stamp_ns for f in frames), default=self.get_clock().now().nanoseconds)
         points = pack_points(gaussians, min_opacity=self.pipeline.config.points_min_opacity,
                              max_points=self.pipeline.config.points_max_points)
-        self._pub_points.publish(pointcloud_msg(points, POINT_FIELDS, now, self._world_frame))
-        frames = list(self.pipeline.window.frames)
-        self._pub_keyframes.publish(pose_array_msg([f.cam_to_world for f in frames], now, self._world_frame))
+        self._pub_points.publish(pointcloud_msg(points, POINT_FIELDS, stamp, self._world_frame))
+        self._pub_keyframes.publish(pose_array_msg([f.cam_to_world for f in frames], stamp, self._world_frame))
 
     def _render_camera(self):
         """(stamp, cam_to_world, K (pixel centres at +0.5), width, height, real frame or None) or None."""

@@ -9,7 +9,6 @@ import torch
 from ilrm_ros.gaussians import Gaussians
 
 
-@torch.no_grad()
 def render(
     g: Gaussians, Ks: torch.Tensor, viewmats: torch.Tensor, width: int, height: int,
     backgrounds: torch.Tensor, near: float = 0.01, far: float = 500.0, packed: bool = False,
@@ -21,6 +20,7 @@ def render(
     evaluates ``max(0, 0.5 + C0 sh)``; the RGB output is then clipped to [0, 1]. ``packed=False``
     (dense ``[C,N]`` intermediates) is the faster layout for one scene seen by a few cameras.
     Returns ``rgb [C,H,W,3]``, expected depth ``[C,H,W]`` (0 where empty), ``alpha [C,H,W]``.
+    Differentiable (training renders through it); inference callers run it under ``inference_mode``.
     """
     from gsplat import rasterization  # compiled CUDA kernels; imported only when used
 

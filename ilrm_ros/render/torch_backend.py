@@ -247,17 +247,69 @@ def rasterize(
     return rgb, depth, alpha_img
 
 
-@torch.no_grad()
+def rasterize_differentiable(
+    proj: dict[str, torch.Tensor], width: int, height: int, background: torch.Tensor, chunk: int = 512,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The same compositing as :func:`rasterize`, out of plain out-of-place ops so autograd flows.
+
+    Every pixel meets every visible Gaussian (chunked over Gaussians, transmittance carried), so
+    it suits the small images and scenes of CPU training and tests, not large renders.
+    """
+    dev = proj["means2d"].device
+    ys, xs = torch.meshgrid(torch.arange(height, device=dev, dtype=torch.float32) + 0.5,
+                            torch.arange(width, device=dev, dtype=torch.float32) + 0.5, indexing="ij")
+    px, py = xs.reshape(-1, 1), ys.reshape(-1, 1)
+    T = torch.ones(height * width, device=dev)
+    alive = torch.ones(height * width, dtype=torch.bool, device=dev)
+    acc = torch.zeros(height * width, 4, device=dev)
+    feats = torch.cat([proj["colors"], proj["depths"][:, None]], 1)
+    for k0 in range(0, proj["means2d"].shape[0], chunk):
+        sl = slice(k0, k0 + chunk)
+        dx = proj["means2d"][sl, 0] - px
+        dy = proj["means2d"][sl, 1] - py
+        conic = proj["conics"][sl]
+        s = 0.5 * conic[:, 0] * dx * dx + conic[:, 1] * dx * dy + 0.5 * conic[:, 2] * dy * dy
+        alpha = (proj["opacities"][sl] * torch.exp(-s)).clamp(max=ALPHA_MAX)
+        alpha = torch.where(alpha >= ALPHA_THRESHOLD, alpha, torch.zeros_like(alpha))
+        after = T[:, None] * torch.cumprod(1.0 - alpha, dim=1)
+        before = torch.cat([T[:, None], after[:, :-1]], 1)
+        # Compositing stops before the first Gaussian that would take T to <= 1e-4.
+        ok = alive[:, None] & (torch.cumsum((after <= T_MIN).int(), dim=1) == 0)
+        weights = torch.where(ok, before - after, torch.zeros_like(after))
+        acc = acc + weights @ feats[sl]
+        n_ok = ok.sum(1)
+        T_last = torch.gather(torch.cat([T[:, None], after], 1), 1, n_ok[:, None]).squeeze(1)
+        T = torch.where(alive, T_last, T)
+        alive = alive & (n_ok == ok.shape[1])
+    T_img = T.view(height, width)
+    acc_img = acc.view(height, width, 4)
+    alpha_img = 1.0 - T_img
+    rgb = (acc_img[..., :3] + T_img[..., None] * background.to(dev, torch.float32)).clamp(0.0, 1.0)
+    depth = acc_img[..., 3] / alpha_img.clamp_min(1e-10)
+    return rgb, depth, alpha_img
+
+
 def render(
     g: Gaussians, Ks: torch.Tensor, viewmats: torch.Tensor, width: int, height: int,
     backgrounds: torch.Tensor, near: float = 0.01, far: float = 500.0,
     max_elements: int = 1 << 21, gaussians_per_chunk: int = 256, tile: int = TILE,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Render unbatched Gaussians into C cameras (``Ks [C,3,3]``, world-to-camera ``viewmats [C,4,4]``,
-    ``backgrounds [C,3]``): ``rgb [C,H,W,3]``, expected ``depth [C,H,W]``, ``alpha [C,H,W]``."""
+    ``backgrounds [C,3]``): ``rgb [C,H,W,3]``, expected ``depth [C,H,W]``, ``alpha [C,H,W]``.
+
+    When autograd is on and a Gaussian parameter requires a gradient (CPU training), the
+    differentiable compositor runs; otherwise the fast tiled one under ``no_grad``.
+    """
+    differentiable = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (g.means, g.quats, g.scales, g.opacities, g.sh))
     out = []
     for k, vm, bg in zip(Ks, viewmats, backgrounds):
-        proj = project(g, k, vm, width, height, near, far)
-        out.append(rasterize(proj, width, height, bg, max_elements, gaussians_per_chunk, tile))
+        if differentiable:
+            proj = project(g, k, vm, width, height, near, far)
+            out.append(rasterize_differentiable(proj, width, height, bg))
+        else:
+            with torch.no_grad():
+                proj = project(g, k, vm, width, height, near, far)
+                out.append(rasterize(proj, width, height, bg, max_elements, gaussians_per_chunk, tile))
     rgb, depth, alpha = (torch.stack(x) for x in zip(*out))
     return rgb, depth, alpha

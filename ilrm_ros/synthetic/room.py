@@ -227,16 +227,17 @@ class SyntheticRoom:
         self._cyl_h = t([o.half_height for o in c]).reshape(-1)
         # Per-primitive tables (index 0 = the room).
         centers = [tuple((self.lo + self.hi) / 2)] + [o.center for o in self.objects]
-        halves = [tuple((self.hi - self.lo) / 2)]
-        yaws = [0.0]
-        types = [_ROOM]
+        halves, yaws, types = [tuple((self.hi - self.lo) / 2)], [0.0], [_ROOM]
         for o in self.objects:
             if isinstance(o, Box):
-                halves.append(o.half), yaws.append(o.yaw), types.append(_BOX)
+                half, yaw, kind = o.half, o.yaw, _BOX
             elif isinstance(o, Sphere):
-                halves.append((o.radius,) * 3), yaws.append(0.0), types.append(_SPHERE)
+                half, yaw, kind = (o.radius,) * 3, 0.0, _SPHERE
             else:
-                halves.append((o.radius, o.radius, o.half_height)), yaws.append(0.0), types.append(_CYLINDER)
+                half, yaw, kind = (o.radius, o.radius, o.half_height), 0.0, _CYLINDER
+            halves.append(half)
+            yaws.append(yaw)
+            types.append(kind)
         self._p_center = t(centers)
         self._p_half = t(halves)
         self._p_cs = t([(math.cos(y), math.sin(y)) for y in yaws])

@@ -9,7 +9,7 @@ run continues the same data stream.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -62,31 +62,43 @@ class ViewBatch:
 
 
 @dataclass
-class SyntheticScene:
-    """One room and one camera path through it (poses float64, on the CPU)."""
+class SyntheticPath:
+    """A camera path through ``SyntheticRoom(seed)``: poses ``[F, 4, 4]`` float64 (numpy), its keyframes."""
 
     seed: int
     kind: str
-    room: object
-    cam_to_world: torch.Tensor
-    keyframes: np.ndarray
     hfov_deg: float
+    cam_to_world: np.ndarray
+    keyframes: np.ndarray
 
 
-def make_synthetic_scene(
-    seed: int, device: torch.device | str = "cpu", num_frames: int = 200, rate_hz: float = 10.0, kind: str | None = None
-) -> SyntheticScene:
-    """``SyntheticRoom(seed)`` and a random ground-robot or handheld path (all drawn from ``seed``).
+@dataclass
+class SyntheticScene:
+    """A room (on its rendering device) and a path through it."""
+
+    room: object
+    path: SyntheticPath
+
+    @property
+    def seed(self) -> int:
+        return self.path.seed
+
+
+def plan_synthetic_path(
+    seed: int, num_frames: int = 200, rate_hz: float = 10.0, kind: str | None = None
+) -> SyntheticPath:
+    """A random ground-robot or handheld path through ``SyntheticRoom(seed)`` (everything drawn from ``seed``).
 
     Path parameters vary per scene: robot camera height 0.25-1.3 m, speed 0.25-0.7 m/s, pitch
     -10..+5 degrees; handheld height 1.1-1.7 m, sweeps of 15-60 degrees; horizontal FOV 55-90 degrees.
+    CPU only and picklable, so worker processes can plan paths ahead of the trainer.
     """
     from ilrm_ros.synthetic import SyntheticRoom, ground_robot_trajectory, handheld_sweep
 
     rng = np.random.default_rng([int(seed), 0x7EA1])
     kind = kind or ("robot" if rng.uniform() < 0.5 else "handheld")
     hfov = float(rng.uniform(55.0, 90.0))
-    room = SyntheticRoom(int(seed), device=device)
+    room = SyntheticRoom(int(seed))
     if kind == "robot":
         _, poses = ground_robot_trajectory(
             room,
@@ -110,44 +122,75 @@ def make_synthetic_scene(
         )
     else:
         raise ValueError(f"unknown trajectory kind {kind!r} (robot, handheld)")
-    poses = torch.as_tensor(poses, dtype=torch.float64)
-    return SyntheticScene(int(seed), kind, room, poses, keyframe_indices(poses.numpy()), hfov)
+    poses = np.asarray(poses, dtype=np.float64)
+    return SyntheticPath(int(seed), kind, hfov, poses, keyframe_indices(poses))
+
+
+def make_synthetic_scene(
+    seed: int, device: torch.device | str = "cpu", num_frames: int = 200, rate_hz: float = 10.0, kind: str | None = None
+) -> SyntheticScene:
+    """``SyntheticRoom(seed)`` on ``device`` with its path (:func:`plan_synthetic_path`)."""
+    from ilrm_ros.synthetic import SyntheticRoom
+
+    return SyntheticScene(SyntheticRoom(int(seed), device=device), plan_synthetic_path(seed, num_frames, rate_hz, kind))
 
 
 def render_views(
-    scene: SyntheticScene, choice: ViewChoice, height: int, width: int, with_depth: bool = True
+    scene: SyntheticScene, choices: ViewChoice | Sequence[ViewChoice], height: int, width: int, with_depth: bool = True
 ) -> ViewBatch:
-    """Render a view choice of a synthetic scene into a one-scene :class:`ViewBatch` (room's device)."""
+    """Render view choices of one scene (one ``room.render`` call) into a :class:`ViewBatch` of
+    ``len(choices)`` samples on the room's device; the choices must share their view counts."""
     from ilrm_ros.synthetic import default_intrinsics
 
-    idx = np.concatenate([choice.context, choice.targets])
-    K = default_intrinsics(width, height, scene.hfov_deg).float().expand(len(idx), 3, 3)
-    c2w = scene.cam_to_world[torch.as_tensor(idx)].float()
+    choices = [choices] if isinstance(choices, ViewChoice) else list(choices)
+    v, t = len(choices[0].context), len(choices[0].targets)
+    idx = np.concatenate([np.concatenate([c.context, c.targets]) for c in choices])
+    K = default_intrinsics(width, height, scene.path.hfov_deg).float().expand(len(idx), 3, 3)
+    c2w = torch.from_numpy(scene.path.cam_to_world[idx]).float()
     rgb, depth = scene.room.render(K, c2w, height, width)
     device = rgb.device
-    images = rgb.permute(0, 3, 1, 2).contiguous()
-    K, c2w = K.to(device), c2w.to(device)
-    v = len(choice.context)
+    b = len(choices)
+    images = rgb.permute(0, 3, 1, 2).reshape(b, v + t, 3, height, width)
+    K = K.to(device).reshape(b, v + t, 3, 3)
+    c2w = c2w.to(device).reshape(b, v + t, 4, 4)
+    depth = depth.reshape(b, v + t, height, width)
+    beyond = torch.as_tensor(np.stack([c.beyond for c in choices]), device=device)
     return ViewBatch(
-        context_images=images[None, :v],
-        context_intrinsics=K[None, :v].contiguous(),
-        context_cam_to_world=c2w[None, :v],
-        target_images=images[None, v:],
-        target_intrinsics=K[None, v:].contiguous(),
-        target_cam_to_world=c2w[None, v:],
-        target_beyond=torch.as_tensor(choice.beyond, device=device)[None],
-        target_depth=depth[None, v:] if with_depth else None,
+        context_images=images[:, :v].contiguous(),
+        context_intrinsics=K[:, :v].contiguous(),
+        context_cam_to_world=c2w[:, :v].contiguous(),
+        target_images=images[:, v:].contiguous(),
+        target_intrinsics=K[:, v:].contiguous(),
+        target_cam_to_world=c2w[:, v:].contiguous(),
+        target_beyond=beyond,
+        target_depth=depth[:, v:].contiguous() if with_depth else None,
     )
+
+
+def _plan_with_fallback(seed: int, seeds: range) -> SyntheticPath:
+    """The path of ``seed``, or of the next seeds when a room is too cluttered for a path."""
+    start = seeds.index(seed)
+    for attempt in range(8):
+        try:
+            return plan_synthetic_path(seeds[(start + attempt) % len(seeds)])
+        except RuntimeError:
+            continue
+    raise RuntimeError(f"could not plan a path in the synthetic rooms from seed {seed}")
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
 
 
 class SyntheticSource:
     """Endless batches of random synthetic rooms, rendered on ``device`` at ``(height, width)``.
 
-    Scenes come from a FIFO pool of ``pool_size`` rooms (each with a 20 s path); every sample draws
-    one pool scene and fresh random views of it, and every ``samples_per_scene`` samples the oldest
-    scene is replaced by the next one. Scene ``i`` of this stream is a pure function of
-    ``(seed, rank, i)`` (seeds drawn from ``seeds``, by default :data:`TRAIN_SEEDS`), so upcoming
-    scenes are built ahead on a worker thread without affecting determinism.
+    Scenes come from a FIFO pool of ``pool_size`` rooms, each with a 20 s camera path. A batch is
+    made of groups of ``group`` samples that share a pool scene (drawn at random) and are rendered
+    in one call; every ``samples_per_scene`` samples the oldest scene is replaced by the next one.
+    Scene ``i`` of the stream is a pure function of ``(seed, rank, i)`` (room seeds drawn from
+    ``seeds``, by default :data:`TRAIN_SEEDS`), so ``workers`` processes can plan upcoming paths
+    (the CPU-heavy part) ahead of time without changing the stream; ``workers=0`` plans inline.
     """
 
     def __init__(
@@ -160,91 +203,103 @@ class SyntheticSource:
         seed: int = 0,
         rank: int = 0,
         seeds: range = TRAIN_SEEDS,
-        pool_size: int = 32,
-        samples_per_scene: int = 4,
+        pool_size: int = 64,
+        samples_per_scene: int = 8,
+        group: int = 4,
         max_gap: int = 3,
         beyond_fraction: float = 0.5,
         with_depth: bool = True,
-        prefetch: bool = True,
+        workers: int = 0,
     ) -> None:
         self.height, self.width = int(height), int(width)
         self.num_views, self.num_targets = int(num_views), int(num_targets)
         self.device = torch.device(device)
         self.seed, self.rank, self.seeds = int(seed), int(rank), seeds
-        self.pool_size, self.samples_per_scene = int(pool_size), max(1, int(samples_per_scene))
+        self.pool_size, self.samples_per_scene = max(1, int(pool_size)), max(1, int(samples_per_scene))
+        self.group = max(1, int(group))
         self.max_gap, self.beyond_fraction, self.with_depth = int(max_gap), float(beyond_fraction), with_depth
         self.rng = np.random.default_rng([self.seed, self.rank, 0xDA7A])
         self.samples = 0
         self.next_scene = self.pool_size
-        self._cache: dict[int, SyntheticScene | Future] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="synthetic-scenes") if prefetch else None
+        self._scenes: dict[int, SyntheticScene] = {}
+        self._plans: dict[int, Future] = {}
+        self._executor = None
+        if workers > 0:
+            import multiprocessing
 
-    # Scene i of the stream and its seed.
+            self._executor = ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("spawn"), initializer=_worker_init
+            )
+            self.prefetch = 4 * workers
+        else:
+            self.prefetch = 0
+
     def scene_seed(self, index: int) -> int:
+        """Room seed of scene ``index`` of this stream."""
         mix = np.random.default_rng([self.seed, self.rank, int(index), 0x5CE2E]).integers(0, len(self.seeds))
         return int(self.seeds[int(mix)])
 
-    def _build(self, index: int) -> SyntheticScene:
-        seed = self.scene_seed(index)
-        for attempt in range(8):  # a room too cluttered for a path: take the next seed
-            try:
-                return make_synthetic_scene(
-                    self.seeds[(self.seeds.index(seed) + attempt) % len(self.seeds)], self.device
-                )
-            except RuntimeError:
-                continue
-        raise RuntimeError(f"could not build a synthetic scene near seed {seed}")
-
     def _scene(self, index: int) -> SyntheticScene:
-        item = self._cache.get(index)
-        if item is None:
-            item = self._build(index)
-        elif isinstance(item, Future):
-            item = item.result()
-        self._cache[index] = item
-        return item
+        scene = self._scenes.get(index)
+        if scene is None:
+            from ilrm_ros.synthetic import SyntheticRoom
+
+            future = self._plans.pop(index, None)
+            path = future.result() if future is not None else _plan_with_fallback(self.scene_seed(index), self.seeds)
+            scene = SyntheticScene(SyntheticRoom(path.seed, device=self.device), path)
+            self._scenes[index] = scene
+        return scene
 
     def _maintain(self) -> None:
-        """Keep only the pool's scenes cached and start building the next ones."""
+        """Drop scenes that left the pool and keep paths of the next scenes being planned."""
         lo = self.next_scene - self.pool_size
-        for k in [k for k in self._cache if k < lo]:
-            del self._cache[k]
+        for k in [k for k in self._scenes if k < lo]:
+            del self._scenes[k]
+        for k in [k for k in self._plans if k < lo]:
+            self._plans.pop(k).cancel()
         if self._executor is not None:
-            for k in range(self.next_scene, self.next_scene + 2):
-                if k not in self._cache:
-                    self._cache[k] = self._executor.submit(self._build, k)
+            for k in range(lo, self.next_scene + self.prefetch):
+                if k not in self._scenes and k not in self._plans:
+                    self._plans[k] = self._executor.submit(_plan_with_fallback, self.scene_seed(k), self.seeds)
 
-    def sample_one(self) -> ViewBatch:
-        while True:
-            slot = int(self.rng.integers(self.pool_size))
-            scene = self._scene(self.next_scene - self.pool_size + slot)
+    def _draw(self, count: int) -> ViewBatch:
+        """``count`` samples of one random pool scene."""
+        scene = self._scene(self.next_scene - self.pool_size + int(self.rng.integers(self.pool_size)))
+        choices = []
+        while len(choices) < count:
             choice = sample_views(
                 self.rng,
-                len(scene.cam_to_world),
-                scene.keyframes,
+                len(scene.path.cam_to_world),
+                scene.path.keyframes,
                 self.num_views,
                 self.num_targets,
                 self.max_gap,
                 self.beyond_fraction,
             )
+            if choice is None:  # a path with too few keyframes: another scene
+                return self._draw(count)
+            choices.append(choice)
+        for _ in range(count):
             self.samples += 1
             if self.samples % self.samples_per_scene == 0:
                 self.next_scene += 1
-                self._maintain()
-            if choice is not None:
-                return render_views(scene, choice, self.height, self.width, self.with_depth)
+        self._maintain()
+        return render_views(scene, choices, self.height, self.width, self.with_depth)
 
     def sample(self, batch_size: int) -> ViewBatch:
         """The next ``batch_size`` samples, stacked."""
-        if not self._cache:
-            self._maintain()
-        return ViewBatch.stack([self.sample_one() for _ in range(batch_size)])
+        self._maintain()
+        parts, left = [], batch_size
+        while left > 0:
+            parts.append(self._draw(min(self.group, left)))
+            left -= parts[-1].context_images.shape[0]
+        return ViewBatch.stack(parts)
 
     def reseed(self, offset: int) -> None:
         """Switch to another random stream (a resume with a different number of ranks)."""
         self.rng = np.random.default_rng([self.seed, self.rank, 0xDA7A, int(offset)])
         self.next_scene += self.pool_size
-        self._cache.clear()
+        self._maintain()
 
     def state_dict(self) -> dict:
         return {
@@ -259,16 +314,21 @@ class SyntheticSource:
     def load_state_dict(self, state: dict) -> None:
         if state.get("kind") != "synthetic":
             raise ValueError("not a synthetic data-source state")
+        if (int(state["seed"]), int(state["rank"])) != (self.seed, self.rank):  # another stream: drop its scenes
+            self._scenes.clear()
+            for future in self._plans.values():
+                future.cancel()
+            self._plans.clear()
         self.rng.bit_generator.state = state["rng"]
         self.samples = int(state["samples"])
         self.next_scene = int(state["next_scene"])
         self.seed, self.rank = int(state["seed"]), int(state["rank"])
-        self._cache.clear()
         self._maintain()
 
     def close(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
 
 
 # --------------------------------------------------------------------------- recorded bags

@@ -69,8 +69,10 @@ class TrainConfig:
     depth_weight: float = 0.0
     max_gap: int = 3
     beyond_fraction: float = 0.5
-    scene_pool: int = 32
-    samples_per_scene: int = 4
+    scene_pool: int = 64
+    samples_per_scene: int = 8
+    scene_group: int = 4
+    data_workers: int = -1
     seed: int = 0
     grad_checkpointing: bool = True
     log_every: int = 10
@@ -123,7 +125,8 @@ class Trainer:
     """Builds model, data, optimiser and schedule from a :class:`TrainConfig` (or a checkpoint to resume).
 
     ``out_dir`` receives ``last/`` (the latest checkpoint), ``step_NNNNNNN/`` copies every
-    ``keep_every`` steps, ``model_fp16.safetensors`` at the end, and the scalar log in ``logs/``.
+    ``keep_every`` steps, ``model_fp16.safetensors`` (the weights alone, for shipping) at the end of
+    every :meth:`run`, and the scalar log in ``logs/``.
     """
 
     def __init__(
@@ -184,6 +187,8 @@ class Trainer:
             from ilrm_ros.render import warmup
 
             warmup(self.device)  # gsplat's kernels load (or compile) here, not inside the timed loop
+        self._pending: ViewBatch | None = None
+        self._pending_state: dict | None = None
         self.step = 0
         self.elapsed_before = 0.0  # training seconds of earlier chunks (for the log's time axis)
         self.skipped = 0
@@ -205,6 +210,8 @@ class Trainer:
                 rank=self.info.rank,
                 pool_size=c.scene_pool,
                 samples_per_scene=c.samples_per_scene,
+                group=c.scene_group,
+                workers=self._data_workers(),
                 max_gap=c.max_gap,
                 beyond_fraction=c.beyond_fraction,
                 with_depth=c.depth_weight > 0,
@@ -226,9 +233,22 @@ class Trainer:
             )
         raise ValueError(f"unknown data source {c.data!r} (synthetic, bag)")
 
+    def _data_workers(self) -> int:
+        """Path-planning processes: as configured, or (-1) up to 8 per GPU process, none on the CPU."""
+        if self.config.data_workers >= 0:
+            return self.config.data_workers
+        if self.device.type != "cuda":
+            return 0
+        return max(0, min(8, (os.cpu_count() or 1) // self.info.world_size - 2))
+
     def _load_state(self, state: dict) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if self.scheduler.base_lrs and self.scheduler.base_lrs[0] != self.config.lr:  # --lr changed on resume
+            factor = self.config.lr / self.scheduler.base_lrs[0]
+            self.scheduler.base_lrs = [lr * factor for lr in self.scheduler.base_lrs]
+            for group in self.optimizer.param_groups:
+                group["lr"] *= factor
         self.step = int(state["step"])
         self.elapsed_before = float(state.get("elapsed", 0.0))
         ranks = state["ranks"]
@@ -271,15 +291,29 @@ class Trainer:
             rgb, target, torch.cat(depths), gt_depth, c.ssim_weight, c.depth_weight if gt_depth is not None else 0.0
         )
 
-    def train_step(self, batch: ViewBatch | None = None) -> dict[str, float]:
-        """One optimiser step on ``batch`` (the next data batch by default); returns its scalars."""
+    def next_batch(self) -> ViewBatch:
+        """The next batch of the data stream (the one drawn ahead by ``train_step(prefetch=True)``, if any)."""
+        if self._pending is not None:
+            batch, self._pending, self._pending_state = self._pending, None, None
+            return batch
+        return self.data.sample(self.config.batch_size)
+
+    def train_step(self, batch: ViewBatch | None = None, prefetch: bool = False) -> dict[str, float]:
+        """One optimiser step on ``batch`` (the next data batch by default); returns its scalars.
+
+        ``prefetch`` draws the next batch while the GPU still runs this step's backward pass (the
+        data stream's position saved in checkpoints stays at the first batch not yet trained on).
+        """
         if batch is None:
-            batch = self.data.sample(self.config.batch_size)
+            batch = self.next_batch()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
         loss, terms = self.forward_loss(batch)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        if prefetch and self._pending is None:
+            self._pending_state = self.data.state_dict()
+            self._pending = self.data.sample(self.config.batch_size)
         lr = self.optimizer.param_groups[0]["lr"]
         names = list(terms) + ["grad_norm"]
         values = torch.stack([terms[k].float() for k in terms] + [grad_norm.float()])
@@ -302,7 +336,8 @@ class Trainer:
         """Write a checkpoint (collective under DDP: every rank must call it); returns its directory on rank 0."""
         from ilrm_ros.model import save_checkpoint
 
-        rank_state = {"rng": _rng_state(self.device), "data": self.data.state_dict()}
+        data_state = self._pending_state if self._pending is not None else self.data.state_dict()
+        rank_state = {"rng": _rng_state(self.device), "data": data_state}
         if self.device.type == "cuda":
             rank_state["rng"] = {k: v.cpu() for k, v in rank_state["rng"].items()}
         ranks = D.gather_objects(rank_state, self.info)
@@ -392,7 +427,7 @@ class Trainer:
                     reason = "signal" if stop.is_set() else "time"
                     break
                 t0 = time.monotonic()
-                scalars = self.train_step()
+                scalars = self.train_step(prefetch=True)
                 dt = time.monotonic() - t0
                 if len(losses) >= 2:  # the first steps include one-off kernel compilation and allocation
                     step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
@@ -421,8 +456,7 @@ class Trainer:
         elapsed = self.elapsed_before + time.monotonic() - loop_start
         ckpt = self.save(elapsed=elapsed) if self.step != last_save or not (self.out_dir / LAST_DIR).exists() else None
         ckpt = ckpt or self.out_dir / LAST_DIR
-        if self.step >= self.config.steps:
-            self.export(self.out_dir / "model_fp16.safetensors")
+        self.export(self.out_dir / "model_fp16.safetensors")  # the weights alone, after every chunk
         if log is not None:
             log.close()
         return {

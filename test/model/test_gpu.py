@@ -7,16 +7,17 @@ import torch
 
 from ilrm_ros.model import CompiledForward, load_model, reconstruct
 
-pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
 
-def small_scene(batch=1, views=2, h=128, w=128, seed=0):
+def small_scene(batch=1, views=2, h=128, w=128, seed=0, offset=0.0):
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(batch, views, 3, h, w, generator=g)
     K = torch.tensor([[1.1 * w, 0, w / 2], [0, 1.1 * w, h / 2], [0, 0, 1]]).expand(batch, views, 3, 3).clone()
     c2w = torch.eye(4).repeat(batch, views, 1, 1)
     c2w[..., 0, 3] = torch.linspace(-1, 1, views)
     c2w[..., 2, 3] = torch.rand(batch, views, generator=g) * 0.2
+    c2w[..., 0, 3] += offset  # moves every mean by `offset`: stale static buffers would show
     return images, K, c2w
 
 
@@ -68,13 +69,13 @@ def test_compiled_forward_matches_eager(mode):
     model = load_model("small", device="cuda")
     fast = CompiledForward(model, 2, 128, 128, mode=mode)
     assert fast.mode == mode
-    for seed in (1, 2):  # twice: the static buffers really take the new inputs
-        scene = to(small_scene(seed=seed), "cuda")
+    for seed, offset in ((1, 0.0), (2, 10.0)):  # twice: the static buffers really take the new inputs
+        scene = to(small_scene(seed=seed, offset=offset), "cuda")
         with torch.no_grad():
             ref = model(*scene)
         out = fast(*scene)
         if mode == "graph":  # the same kernels replayed
-            compare(out, ref, means_atol=1e-3, atol=1e-5)
+            compare(out, ref, means_atol=1e-2, atol=1e-4)
         else:  # inductor fuses ops and rounds differently: bf16-level agreement
             compare(out, ref, means_atol=3.0, atol=6e-2, mean_atol=3e-3)
     # The caller's model is untouched (the fast path uses its own bf16-weight copy).
@@ -86,8 +87,9 @@ def test_graph_outputs_are_not_overwritten_when_cloned():
     fast = CompiledForward(model, 2, 64, 64, mode="graph")
     a = fast(*to(small_scene(h=64, w=64, seed=1), "cuda"))
     a_means = a.means.clone()
-    fast(*to(small_scene(h=64, w=64, seed=2), "cuda"))
+    b = fast(*to(small_scene(h=64, w=64, seed=2, offset=10.0), "cuda"))
     assert torch.equal(a.means, a_means)
+    assert not torch.allclose(b.means, a_means)
 
 
 def test_reconstruct_on_cuda_with_a_compiled_forward():
@@ -97,7 +99,7 @@ def test_reconstruct_on_cuda_with_a_compiled_forward():
     fast = CompiledForward(model, 2, 128, 128, mode="graph")
     out = reconstruct(fast, *scene)
     assert out.means.is_cuda
-    compare(out, ref, means_atol=1e-3, atol=1e-5)
+    compare(out, ref, means_atol=1e-2, atol=1e-4)
 
 
 def test_training_step_with_checkpointing_on_cuda():

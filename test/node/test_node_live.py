@@ -172,7 +172,7 @@ def test_points_are_plausible(run):
 
 def test_keyframes_only_on_motion(run):
     seq, h = run
-    counts = h.node.pipeline.stats.counts()
+    counts = h.node.pipeline.stats.counts
     moved = np.linalg.norm(np.diff(seq.cam_to_world[STATIC - 1:, :3, 3].numpy(), axis=0), axis=1).sum()
     assert 2 <= counts["keyframes"] <= 1 + int(moved / h.node.pipeline.config.keyframe_min_translation) + 8
     poses = h.received["keyframes"][-1].poses
@@ -198,7 +198,7 @@ def test_renders_and_diagnostics(run):
 
 def test_bad_messages_dropped_and_counted(run):
     _, h = run
-    drops = h.node.pipeline.stats.drops()
+    drops = h.node.pipeline.stats.drops
     for reason in ("no_camera_info", "bad_encoding", "size_mismatch", "nan_pose", "bad_quaternion", "zero_stamp",
                    "camera_size_mismatch"):
         assert drops.get(reason, 0) >= 1, f"{reason} not counted: {drops}"

@@ -110,3 +110,16 @@ def test_bag_source_from_a_recorded_bag(tmp_path):
     nxt = src.sample(1)
     src.load_state_dict(state)
     assert torch.equal(src.sample(1).target_images, nxt.target_images)
+
+
+def test_worker_processes_do_not_change_the_stream():
+    kw = dict(height=16, width=16, num_views=2, num_targets=2, seed=5, pool_size=2, samples_per_scene=1, group=2)
+    inline = SyntheticSource(**kw)
+    pooled = SyntheticSource(**kw, workers=1)
+    try:
+        for _ in range(3):
+            a, b = inline.sample(2), pooled.sample(2)
+            assert torch.equal(a.context_images, b.context_images)
+            assert torch.equal(a.target_cam_to_world, b.target_cam_to_world)
+    finally:
+        pooled.close()

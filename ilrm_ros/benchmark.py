@@ -1,0 +1,154 @@
+"""Latency, throughput and memory benchmarks of the model, the renderer and the point packing.
+
+GPU timings use CUDA events: median of many runs after warm-up. CPU timings use
+``time.perf_counter`` the same way. Every row records the command-independent facts (device,
+shapes, FLOPs); `ilrm bench` prints them and writes JSON for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from ilrm_ros.model import CompiledForward, count_flops, load_model
+from ilrm_ros.model.config import PRESETS
+
+
+def time_cuda(fn: Callable[[], object], iters: int = 50, warmup: int = 5) -> float:
+    """Median milliseconds of ``fn`` on the current CUDA stream, measured with CUDA events."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def time_cpu(fn: Callable[[], object], iters: int = 5, warmup: int = 1) -> float:
+    """Median milliseconds of ``fn`` on the CPU."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(iters):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def matmul_peak_tflops(n: int = 8192, iters: int = 20) -> float:
+    """Measured bf16 dense matmul throughput: the practical compute ceiling of this GPU."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    ms = time_cuda(lambda: a @ b, iters=iters, warmup=3)
+    return 2 * n**3 / (ms * 1e-3) / 1e12
+
+
+def _inputs(views: int, height: int, width: int, device: torch.device):
+    g = torch.Generator(device="cpu").manual_seed(0)
+    images = torch.rand(1, views, 3, height, width, generator=g).to(device)
+    K = torch.tensor([[0.9 * width, 0, width / 2], [0, 0.9 * width, height / 2], [0, 0, 1.0]])
+    K = K.expand(1, views, 3, 3).contiguous().to(device)
+    c2w = torch.eye(4).repeat(1, views, 1, 1)
+    angles = torch.linspace(0, 0.6, views)
+    c2w[0, :, 0, 3] = torch.sin(angles)
+    c2w[0, :, 2, 3] = 1 - torch.cos(angles)
+    return images, K, c2w.to(device)
+
+
+def model_latency(preset: str, arch: str, views: int, height: int, width: int, mode: str,
+                  device: torch.device, iters: int = 30) -> dict:
+    """Forward latency of one preset/arch at one shape (bf16 autocast on CUDA, float32 on CPU)."""
+    config = PRESETS[preset].replace(arch=arch)
+    model = load_model(config, device=device)
+    images, K, c2w = _inputs(views, height, width, device)
+    flops = count_flops(model, views, height, width)
+    row = {"preset": preset, "arch": arch, "views": views, "height": height, "width": width, "mode": mode,
+           "gflop": flops / 1e9, "device": str(device)}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        setup = time.perf_counter()
+        fwd = CompiledForward(model, views, height, width, mode=mode, clone_outputs=False)
+        fwd(images, K, c2w)
+        torch.cuda.synchronize()
+        row["setup_s"] = time.perf_counter() - setup
+        with torch.inference_mode():
+            ms = time_cuda(lambda: fwd(images, K, c2w), iters=iters)
+        row["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        del fwd
+    else:
+        with torch.inference_mode():
+            ms = time_cpu(lambda: model(images, K, c2w), iters=max(3, iters // 10))
+    row["ms"] = ms
+    row["tflops"] = flops / (ms * 1e-3) / 1e12
+    return row
+
+
+def render_latency(num_gaussians: int, width: int, height: int, device: torch.device, iters: int = 100) -> dict:
+    """Render latency of a random scene (gsplat on CUDA, the PyTorch renderer on CPU)."""
+    from ilrm_ros.render import render
+    from ilrm_ros.render.bench import pinhole, random_gaussians
+
+    K = pinhole(width, height)
+    c2w = torch.eye(4, dtype=torch.float64)
+    g = random_gaussians(num_gaussians, K, c2w, width, height).to(device)
+    K, c2w = K.to(device), c2w.to(device)
+    fn = lambda: render(g, K, c2w, width, height)  # noqa: E731
+    row = {"gaussians": num_gaussians, "width": width, "height": height, "device": str(device)}
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        row["ms"] = time_cuda(fn, iters=iters)
+        row["peak_memory_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+    else:
+        row["ms"] = time_cpu(fn, iters=3)
+    return row
+
+
+def run_benchmarks(quick: bool, device: torch.device, modes: tuple[str, ...] = ("graph",),
+                   views: tuple[int, ...] = (2, 4, 8, 16, 32), compare_baseline: bool = True) -> dict:
+    """All benchmark rows. ``quick``: CPU-sized shapes (small preset, few views), for CI."""
+    from ilrm_ros.scene import benchmark_pack_points
+
+    result: dict = {"device": str(device), "torch": torch.__version__, "model": [], "render": []}
+    if device.type == "cuda":
+        result["gpu"] = torch.cuda.get_device_name(device)
+        result["matmul_peak_tflops"] = matmul_peak_tflops()
+    if quick:
+        shapes = [("small", 2, 128, 128)]
+        archs = ("ilrm",)
+        renders = [(32_768, 160, 120)]
+    else:
+        shapes = [("re10k", v, 256, 256) for v in views] + [("re10k", 4, 512, 512)]
+        archs = ("ilrm", "gslrm") if compare_baseline else ("ilrm",)
+        renders = [(32_768, 160, 120), (131_072, 640, 480), (262_144, 640, 480)]
+    for preset, v, h, w in shapes:
+        for mode in modes:
+            rows = {arch: model_latency(preset, arch, v, h, w, mode, device) for arch in archs}
+            if "gslrm" in rows:
+                rows["ilrm"]["speedup_vs_gslrm"] = rows["gslrm"]["ms"] / rows["ilrm"]["ms"]
+            result["model"].extend(rows.values())
+            print(_model_line(rows["ilrm"]), flush=True)
+            if "gslrm" in rows:
+                print(_model_line(rows["gslrm"]), flush=True)
+    for n, w, h in renders:
+        row = render_latency(n, w, h, device)
+        result["render"].append(row)
+        print(f"render {n} Gaussians {w}x{h}: {row['ms']:.2f} ms", flush=True)
+    result["pack_points_500k_ms"] = benchmark_pack_points(500_000) * 1e3
+    print(f"pack_points 500k: {result['pack_points_500k_ms']:.1f} ms", flush=True)
+    return result
+
+
+def _model_line(row: dict) -> str:
+    extra = f"  x{row['speedup_vs_gslrm']:.2f} vs gslrm" if "speedup_vs_gslrm" in row else ""
+    return (f"{row['arch']:5s} {row['preset']} {row['views']:2d} views {row['height']}x{row['width']} "
+            f"{row['mode']:13s} {row['ms']:8.2f} ms  {row['gflop']:8.1f} GFLOP  {row['tflops']:6.1f} TFLOP/s{extra}")

@@ -74,7 +74,7 @@ def bag_summary(path: str | Path) -> dict[str, tuple[str, int]]:
 
 def bag_custom_data(path: str | Path) -> dict[str, str]:
     """The metadata's ``custom_data`` (where :mod:`ilrm_ros.bag.writer` records its settings)."""
-    from ruamel.yaml import YAML
+    import yaml
 
-    meta = YAML(typ="safe").load((bag_directory(path) / "metadata.yaml").read_text())
+    meta = yaml.safe_load((bag_directory(path) / "metadata.yaml").read_text())
     return dict(meta.get("rosbag2_bagfile_information", {}).get("custom_data") or {})

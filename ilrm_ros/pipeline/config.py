@@ -37,6 +37,10 @@ class PipelineConfig:
     model_resolution: int = _param(
         0, "Square model input side in pixels (a multiple of the patch size); 0 = the checkpoint's training size.",
         range=(0, 2048), read_only=True)
+    model_compile: str = _param(
+        "graph", "GPU only: run the fixed-shape forward as a CUDA graph (graph), torch.compile'd (compile), both "
+        "(compile+graph: fastest, ~25 s more start-up) or plain (none). Other shapes (OOM fallback) run plain.",
+        choices=("none", "graph", "compile", "compile+graph"), read_only=True)
     undistort: bool = _param(True, "Undistort images with the CameraInfo distortion before the model sees them.")
     pose_type: str = _param("PoseStamped", "Message type on the pose topic.",
                             choices=("PoseStamped", "PoseWithCovarianceStamped", "Odometry"), read_only=True)

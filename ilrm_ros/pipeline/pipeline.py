@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ilrm_ros.gaussians import Gaussians
-from ilrm_ros.model import fit_to_model, reconstruct
+from ilrm_ros.model import CompiledForward, fit_to_model, reconstruct
 from ilrm_ros.model.reconstruct import model_device
 from ilrm_ros.pipeline.camera import CameraModel, to_pixel_corner_convention
 from ilrm_ros.pipeline.config import PARAMS, PipelineConfig
@@ -156,10 +156,26 @@ class Pipeline:
         self._closing = False
         self._warned: Counter[str] = Counter()
         self._warn_lock = threading.Lock()
+        self.fast_forward = self._compile(config.model_compile)
         self._worker: threading.Thread | None = None
         if not synchronous:
             self._worker = threading.Thread(target=self._work, name="ilrm-refresh", daemon=True)
             self._worker.start()
+
+    def _compile(self, mode: str):
+        """A fixed-shape CUDA-graph / compiled forward for full windows at the model resolution, or None.
+
+        Built once at start-up (capture and compilation must never happen at the first frame); any
+        failure falls back to the plain forward with a warning.
+        """
+        if mode == "none" or self.device.type != "cuda":
+            return None
+        try:
+            h, w = self.resolution
+            return CompiledForward(self.model, self.num_views, h, w, mode=mode)
+        except Exception as err:  # noqa: BLE001 - a speed-up must never stop the pipeline
+            self._warn(f"model_compile={mode} failed ({type(err).__name__}: {err}); using the plain forward")
+            return None
 
     # ------------------------------------------------------------------ warnings
     def _warn(self, message: str, key: str | None = None) -> None:
@@ -392,8 +408,10 @@ class Pipeline:
         images_t = torch.stack(images)[None]
         K_t = torch.stack(intrinsics)[None]
         c2w_t = torch.as_tensor(np.stack([f.cam_to_world for f in frames]), dtype=torch.float32, device=self.device)
+        fixed_shape = len(frames) == self.num_views and tuple(size) == tuple(self.resolution)
+        model = self.fast_forward if self.fast_forward is not None and fixed_shape else self.model
         with torch.inference_mode():
-            gaussians = reconstruct(self.model, images_t, K_t, c2w_t[None]).batch(0)
+            gaussians = reconstruct(model, images_t, K_t, c2w_t[None]).batch(0)
         return gaussians, K_t[0], c2w_t, size
 
     # ------------------------------------------------------------------ outputs

@@ -1,7 +1,7 @@
 """The pipeline both drivers (the rclpy node and ``ilrm replay``) feed: messages in, a live scene out.
 
 Flow: ``on_camera_info`` sets the calibration; ``on_image`` pairs each image with the pose at its
-stamp (``PoseBuffer``; an image newer than the latest pose waits up to ``sync.max_pose_gap`` of
+stamp (``PoseBuffer``; an image newer than the latest pose waits up to ``sync.max_pose_age`` of
 message time in a small pending queue, retried on every pose); synced frames go through the
 ``KeyframeSelector``; keyframes enter the ``Window``. Whenever a full window changes, a refresh is
 requested: ``reconstruct`` runs on the window's frames (fitted to the model resolution) and the
@@ -46,7 +46,7 @@ from ilrm_ros.scene import Scene
 log = logging.getLogger(__name__)
 
 MAX_PENDING_IMAGES = 32
-"""Hard bound on images waiting for a later pose (time already bounds it to ``max_pose_gap``)."""
+"""Hard bound on images waiting for a later pose (time already bounds it to ``max_pose_age``)."""
 
 
 @dataclass(frozen=True)
@@ -224,7 +224,9 @@ class Pipeline:
                 self._warn(f"image {rgb.shape} does not match the camera {camera.width}x{camera.height}",
                            key="camera_size_mismatch")
                 return out + [self._drop(stamp_ns, "camera_size_mismatch")]
-            while self._pending and self._pending[0][0] < stamp_ns - self.poses.max_gap_ns:
+            # Waiting is bounded by the pose history (a pose stream lagging behind the images under load
+            # must not lose frames); whether the poses around an image are close enough is lookup's call.
+            while self._pending and self._pending[0][0] < stamp_ns - self.poses.max_age_ns:
                 out.append(self._drop(self._pending.popleft()[0], "pose_gap" if len(self.poses) else "no_pose"))
             try:
                 out.append(self._synced(stamp_ns, rgb, self.poses.lookup(stamp_ns), camera))

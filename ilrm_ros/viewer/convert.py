@@ -98,4 +98,4 @@ def frame_view(centers: np.ndarray, fov: float = math.radians(60.0)) -> tuple[np
     radius = max(0.5 * float(np.linalg.norm(hi - lo)), 1e-3)
     direction = np.array([-0.5, -0.7, 0.6])
     direction /= np.linalg.norm(direction)
-    return target + direction * radius / math.tan(0.5 * fov) * 1.1, target
+    return target + direction * radius / math.sin(0.5 * fov) * 1.4, target  # the bounding sphere fits with a margin

@@ -97,19 +97,22 @@ def test_drops_by_reason(model):
     assert pipe.on_image(T0, _image(0))[0].reason == "no_camera_info"
     pipe.on_camera_info(CAMERA)
     assert pipe.on_image(T0, np.zeros((H, W + 1, 3), np.uint8))[0].reason == "camera_size_mismatch"
-    # No pose ever: the image waits, then expires when a later image arrives.
+    # No pose ever: the image waits (up to sync.max_pose_age), then expires when a later image arrives.
     assert pipe.on_image(T0, _image(0))[0].status == "pending"
-    out = pipe.on_image(T0 + 150 * MS, _image(1))
-    assert (out[0].stamp_ns, out[0].reason) == (T0, "no_pose") and out[1].status == "pending"
+    assert [o.status for o in pipe.on_image(T0 + 150 * MS, _image(1))] == ["pending"]  # poses may lag: keep
+    T1 = T0 + 2_300 * MS
+    out = pipe.on_image(T1, _image(1))
+    assert [(o.stamp_ns, o.reason) for o in out[:2]] == [(T0, "no_pose"), (T0 + 150 * MS, "no_pose")]
+    assert out[2].status == "pending"
     # A pose far after the waiting image: the gap is too wide to interpolate.
-    pipe.on_pose(T0 + 50 * MS, _pose(0))
-    out = pipe.on_pose(T0 + 400 * MS, _pose(1))
-    assert [(o.stamp_ns, o.reason) for o in out] == [(T0 + 150 * MS, "pose_gap")]
-    assert pipe.on_image(T0 + 10 * MS, _image(2))[0].reason == "pose_too_old"
-    pipe.on_pose(T0 + 300 * MS, _pose(1))  # out of order: ignored, counted
-    assert pipe.on_pose(T0 + 300 * MS, np.full((4, 4), np.nan)) == []
+    pipe.on_pose(T1 - 100 * MS, _pose(0))
+    out = pipe.on_pose(T1 + 250 * MS, _pose(1))
+    assert [(o.stamp_ns, o.reason) for o in out] == [(T1, "pose_gap")]
+    assert pipe.on_image(T1 - 200 * MS, _image(2))[0].reason == "pose_too_old"
+    pipe.on_pose(T1 + 150 * MS, _pose(1))  # out of order: ignored, counted
+    assert pipe.on_pose(T1 + 150 * MS, np.full((4, 4), np.nan)) == []
     drops = pipe.stats.drops
-    assert drops == {"no_camera_info": 1, "camera_size_mismatch": 1, "no_pose": 1, "pose_gap": 1,
+    assert drops == {"no_camera_info": 1, "camera_size_mismatch": 1, "no_pose": 2, "pose_gap": 1,
                      "pose_too_old": 1, "pose_out_of_order": 1, "nan_pose": 1}
 
 

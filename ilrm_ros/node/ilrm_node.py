@@ -23,6 +23,7 @@ from geometry_msgs.msg import PoseArray, PoseStamped, PoseWithCovarianceStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -114,8 +115,12 @@ class IlrmNode(Node):
 
     def __init__(self, **kwargs) -> None:
         super().__init__("ilrm", **kwargs)
+        self.pipeline: Pipeline | None = None
         for p in ALL_PARAMS:
-            self.declare_parameter(p.name, p.default, _descriptor(p))
+            try:
+                self.declare_parameter(p.name, p.default, _descriptor(p))
+            except (ParameterException, InvalidParameterTypeException) as err:
+                raise StartupError(f"invalid parameter {p.name}: {err}") from None
         values = {p.name: self.get_parameter(p.name).value for p in ALL_PARAMS}
         try:
             config = PipelineConfig.from_dict({p.name: values[p.name] for p in PARAMS})
@@ -401,5 +406,6 @@ class IlrmNode(Node):
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:
-        self.pipeline.close(timeout=10.0)
+        if self.pipeline is not None:
+            self.pipeline.close(timeout=10.0)
         super().destroy_node()

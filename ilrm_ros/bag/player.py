@@ -96,6 +96,7 @@ class BagPlayer:
                 node.get_logger().warning(f"skipping {topic}: {err}")
                 continue
             self.publishers[topic] = node.create_publisher(cls, topic, qos)
+        self.on_publish = None  # optional callback(topic, bag stamp ns) right after each publish (latency probes)
         self.published = 0  # messages published so far (all loops)
         self.loops = 0  # completed passes over the bag
         self.error: BaseException | None = None
@@ -144,6 +145,8 @@ class BagPlayer:
                 return
             self.publishers[m.topic].publish(m.rawdata)
             self.published += 1
+            if self.on_publish is not None:
+                self.on_publish(m.topic, m.stamp_ns)
 
     def start(self) -> "BagPlayer":
         """Play in a background thread; returns self."""

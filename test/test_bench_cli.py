@@ -1,0 +1,18 @@
+"""`ilrm bench --quick` runs on the CPU and writes its JSON (no timing assertions: numbers go to docs)."""
+
+import json
+
+from ilrm_ros.cli import main
+
+
+def test_bench_quick_with_node(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--quick", "--node", "--device", "cpu", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    model = result["model"][0]
+    assert model["preset"] == "small" and model["ms"] > 0 and model["gflop"] > 1
+    assert result["render"][0]["gaussians"] == 32_768 and result["pack_points_500k_ms"] > 0
+    node = result["node"]
+    assert node["refreshes_measured"] >= 1 and node["keyframe_to_points_ms"]["p95"] > 0
+    assert node["renders"] >= 1

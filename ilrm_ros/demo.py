@@ -30,7 +30,8 @@ from ilrm_ros.io.convert import image_from_msg, pose_from_msg, stamp_ns
 NODE_NAME = "ilrm"
 
 
-def _start_node(out_dir: Path, device: str, checkpoint: str, render_rate: float, log_path: Path) -> subprocess.Popen:
+def _start_node(out_dir: Path, device: str, checkpoint: str, render_rate: float, log_path: Path,
+                viewer: bool = False) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ilrm_ros.node.main", "--ros-args",
            "-r", f"__node:={NODE_NAME}",
            "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}", "-r", f"pose:={POSE_TOPIC}",
@@ -38,6 +39,8 @@ def _start_node(out_dir: Path, device: str, checkpoint: str, render_rate: float,
            "-p", f"output_dir:={out_dir}", "-p", "input_qos:=reliable"]
     if checkpoint:
         cmd += ["-p", f"checkpoint:={checkpoint}"]
+    if viewer:
+        cmd += ["-p", "viewer.enabled:=true"]
     log = open(log_path, "w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
@@ -138,7 +141,7 @@ def contact_sheet(rows: list[list[np.ndarray]], labels: list[str]) -> np.ndarray
 
 def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: float = 15.0, width: int = 160,
              height: int = 120, seed: int = 7, device: str = "auto", checkpoint: str = "",
-             render_rate: float = 15.0) -> dict:
+             render_rate: float = 15.0, viewer: bool = True, hold: bool = False) -> dict:
     """Run the demo end to end; returns the report (also written to ``OUT/report.json``)."""
     import rclpy
     from PIL import Image
@@ -158,7 +161,7 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
                         overwrite=True)
 
     print("[2/5] starting ilrm_node (log: node.log)")
-    node_proc = _start_node(out, device, checkpoint, render_rate, out / "node.log")
+    node_proc = _start_node(out, device, checkpoint, render_rate, out / "node.log", viewer)
     context = rclpy.Context()
     rclpy.init(context=context)
     client = Node("ilrm_demo", context=context)
@@ -177,6 +180,10 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
             if time.monotonic() > deadline:
                 raise RuntimeError("ilrm_node did not subscribe within 300 s")
             time.sleep(0.1)
+        urls = [ln.split("browser viewer at ")[-1].strip() for ln in (out / "node.log").read_text().splitlines()
+                if "browser viewer at " in ln]
+        if urls:
+            print(f"      live 3D Gaussian viewer: {urls[-1]}")
         print(f"[3/5] playing the bag into the node ({frames / rate_hz:.0f} s of camera time)")
         start = time.monotonic()
         player.run()
@@ -195,6 +202,13 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
             raise RuntimeError(f"save_scene failed: {saved.message if saved else 'timeout'}")
         shutil.move(saved.message, out / "scene.ply")
         shutil.move(Path(saved.message).with_suffix(".json"), out / "scene_keyframes.json")
+        if hold:
+            print("      the node keeps serving (viewer, topics); Ctrl-C to stop and write the report")
+            try:
+                while node_proc.poll() is None:
+                    time.sleep(0.5)
+            except KeyboardInterrupt:
+                pass
     finally:
         node_proc.send_signal(signal.SIGINT)
         try:

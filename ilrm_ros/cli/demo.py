@@ -18,13 +18,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument("--checkpoint", default="", help="model checkpoint (default: the shipped small model)")
     parser.add_argument("--render-rate", type=float, default=15.0, help="node render rate in Hz")
+    parser.add_argument("--no-viewer", action="store_true", help="do not serve the browser viewer")
+    parser.add_argument("--hold", action="store_true", help="keep the node (and viewer) running after the bag "
+                        "until Ctrl-C")
 
 
 def run(args: argparse.Namespace) -> int:
     from ilrm_ros.demo import run_demo
 
     report = run_demo(args.out, args.frames, args.rate, args.width, args.height, args.seed, args.device,
-                      args.checkpoint, args.render_rate)
+                      args.checkpoint, args.render_rate, not args.no_viewer, args.hold)
     psnr = report["novel_psnr_mean"]
     print(f"node exit code {report['node_exit_code']}; {report['renders_received']} renders "
           f"({report['render_rate_hz']:.1f} Hz), {report['point_clouds_received']} point clouds; "

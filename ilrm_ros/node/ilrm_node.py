@@ -83,6 +83,12 @@ NODE_PARAMS: tuple[Param, ...] = (
     Param("output_dir", "output_dir", "ilrm_scenes",
           "Folder where ~/save_scene writes (created if needed); file names are generated.", None, None, True),
     Param("diagnostics_rate_hz", "diagnostics_rate_hz", 1.0, "Rate of /diagnostics.", (0.1, 50.0), None, True),
+    Param("viewer.enabled", "viewer_enabled", False,
+          "Serve a live 3D Gaussian view of the scene in the browser (viser).", None, None, True),
+    Param("viewer.host", "viewer_host", "127.0.0.1",
+          "Interface the viewer binds to; loopback by default. 0.0.0.0 exposes scene and controls to the network.",
+          None, None, True),
+    Param("viewer.port", "viewer_port", 8080, "Viewer port (the next free one if taken).", (1, 65535), None, True),
 )
 ALL_PARAMS: tuple[Param, ...] = PARAMS + NODE_PARAMS
 
@@ -145,6 +151,7 @@ class IlrmNode(Node):
 
         self.pipeline = Pipeline(config, model, device, on_refresh=self._on_refresh, on_warning=self._warn)
         self._device = device
+        self._viewer = None
         self._render_pose: np.ndarray | None = None
         self._last_render_key: tuple | None = None
         self._keyframe_stamps: deque[int] = deque(maxlen=256)
@@ -184,9 +191,34 @@ class IlrmNode(Node):
         self.create_timer(1.0 / self._node_params["diagnostics_rate_hz"], self._publish_diagnostics,
                           callback_group=services)
         self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._viewer = self._start_viewer() if self._node_params["viewer.enabled"] else None
+        self._viewer_paused = False
         self.get_logger().info(
             f"ready: {self.pipeline.num_views}-view windows at {self.pipeline.resolution[0]}x"
             f"{self.pipeline.resolution[1]}, scene mode {config.scene_mode}, pose type {config.pose_type}")
+
+    def _start_viewer(self):
+        from ilrm_ros.viewer import SceneViewer
+
+        viewer = SceneViewer(self._node_params["viewer.host"], self._node_params["viewer.port"],
+                             scene_mode=self.pipeline.config.scene_mode)
+        viewer.on_scene_mode = lambda mode: self.set_parameters([Parameter("scene.mode", value=mode)])
+        viewer.on_pause = lambda paused: setattr(self, "_viewer_paused", paused)
+        viewer.on_save = self._save_for_viewer
+        viewer.on_render_pose = self._render_pose_from_viewer
+        self.get_logger().info(f"browser viewer at {viewer.url}")
+        return viewer
+
+    def _save_for_viewer(self) -> str:
+        response = self._save_scene(None, Trigger.Response())
+        if not response.success:
+            raise RuntimeError(response.message)
+        return response.message
+
+    def _render_pose_from_viewer(self, cam_to_world: np.ndarray) -> None:
+        """The browser camera becomes the render pose, as a `~/render_pose` message would."""
+        self._render_pose = np.asarray(cam_to_world, dtype=np.float64)
+        self.set_parameters([Parameter("render.pose_source", value="topic")])
 
     # ------------------------------------------------------------------ helpers
     def _warn(self, message: str) -> None:
@@ -258,6 +290,9 @@ class IlrmNode(Node):
                              max_points=self.pipeline.config.points_max_points)
         self._pub_points.publish(pointcloud_msg(points, POINT_FIELDS, stamp, self._world_frame))
         self._pub_keyframes.publish(pose_array_msg([f.cam_to_world for f in frames], stamp, self._world_frame))
+        if self._viewer is not None and not self._viewer_paused:
+            self._viewer.update_scene(gaussians)
+            self._viewer.set_keyframes([(f.cam_to_world, f.K, f.image) for f in frames])
 
     def _render_camera(self):
         """(stamp, cam_to_world, K (pixel centres at +0.5), width, height, real frame or None) or None."""
@@ -348,6 +383,11 @@ class IlrmNode(Node):
         message = "ok" if version else "waiting for a full keyframe window"
         if errors:
             message = f"{errors} refresh errors"
+        if self._viewer is not None:
+            self._viewer.set_stats(values)
+            frame = self.pipeline.latest_frame
+            if frame is not None:
+                self._viewer.set_live_camera(frame.cam_to_world, frame.K, frame.image.shape[1], frame.image.shape[0])
         self._pub_diag.publish(diagnostics_msg(f"{self.get_name()}: ilrm", self.get_fully_qualified_name(), level,
                                                message, values, self.get_clock().now().nanoseconds))
 
@@ -406,6 +446,8 @@ class IlrmNode(Node):
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:
+        if getattr(self, "_viewer", None) is not None:
+            self._viewer.close()
         if self.pipeline is not None:
             self.pipeline.close(timeout=10.0)
         super().destroy_node()

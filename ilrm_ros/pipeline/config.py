@@ -70,7 +70,7 @@ class PipelineConfig:
                                  range=(0, 1000), read_only=True)
     scene_mode: str = _param(
         "window", "window: the scene is the latest window's Gaussians; map: accumulate, newest views replace old.",
-        choices=("window", "map"), read_only=True)
+        choices=("window", "map"))
     scene_budget: int = _param(200_000, "Most Gaussians the scene keeps.", range=(1_000, 20_000_000),
                                read_only=True)
     render_background: list = _param([1.0, 1.0, 1.0], "RGB in [0, 1] behind the rendered Gaussians.",

@@ -242,7 +242,9 @@ def test_apply_changes_dynamic_parameters_only(model):
     assert cfg.keyframe_min_translation == 1.0 and pipe.selector.min_translation == 1.0
     assert pipe.poses.max_gap_ns == 500 * MS
     with pytest.raises(ValueError, match="read-only"):
-        pipe.apply({"scene.mode": "map"})
+        pipe.apply({"scene.budget": 5000})
+    pipe.apply({"scene.mode": "map"})  # switchable at run time (the viewer's mode control)
+    assert pipe.scene.mode == "map" and pipe.config.scene_mode == "map"
     with pytest.raises(ValueError):
         pipe.apply({"keyframe.min_translation": -1})
     assert pipe.config.keyframe_min_translation == 1.0

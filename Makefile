@@ -37,6 +37,7 @@ lint: setup
 	$(VENV)/bin/ruff check ilrm_ros launch test
 
 test: lint
+	sh test/viewer/install_chromium.sh
 	$(PY) -m pytest -q
 
 soak: setup

@@ -20,7 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1, loopback only)")
     parser.add_argument("--port", type=int, default=8080, help="port (default: 8080; the next free one if taken)")
     parser.add_argument(
-        "--max-splats", type=int, default=200_000, help="send at most this many (most opaque) Gaussians (default: 200000)"
+        "--max-splats", type=int, default=200_000,
+        help="send at most this many (the most opaque) Gaussians to the browser (default: 200000)",
     )
 
 

@@ -11,7 +11,8 @@ class InputError(ValueError):
     """A message or value that cannot be used; ``reason`` is short and machine-readable.
 
     Reasons: bad_encoding, size_mismatch, empty_image, size_too_large, decode_failed, bad_intrinsics,
-    bad_distortion_model, no_camera_info, nan_pose, bad_quaternion, zero_stamp, bad_pose_type, bad_transform.
+    bad_distortion_model, no_camera_info, nan_pose, bad_quaternion, position_out_of_range, zero_stamp, bad_pose_type,
+    bad_transform.
     """
 
     def __init__(self, reason: str, detail: str = "") -> None:

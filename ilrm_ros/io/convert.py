@@ -9,12 +9,15 @@ raises ``InputError`` with a short machine-readable reason.
 from __future__ import annotations
 
 import array
+import io
 import sys
+import warnings
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
+from PIL import Image as PILImage
 
 from ilrm_ros.geometry import quat_to_rotmat, rotmat_to_quat
 from ilrm_ros.io import InputError
@@ -25,6 +28,10 @@ MAX_IMAGE_SIDE = 8192
 
 QUATERNION_NORM_TOLERANCE = 0.1
 """Quaternions whose norm is within 1 +- this are normalised; others are rejected as bad_quaternion."""
+
+MAX_POSITION = 1e6
+"""Largest accepted |x|, |y| or |z| of a pose in metres (position_out_of_range beyond): poses must be in a
+local map frame; the model's float32 maths loses centimetres long before (and overflows at 1e19)."""
 
 _CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 POSE_TYPES = ("PoseStamped", "PoseWithCovarianceStamped", "Odometry")
@@ -102,12 +109,32 @@ def image_from_msg(msg) -> np.ndarray:
     return np.array(pixels[..., 2::-1] if encoding in ("bgr8", "bgra8") else pixels[..., :3], order="C")
 
 
+def _check_declared_size(data: np.ndarray) -> None:
+    """Refuse an image whose header declares a size over the limit, before anything is decoded (a small
+    PNG/JPEG can declare a huge image); headers Pillow cannot read are left to the decoder."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", PILImage.DecompressionBombWarning)
+            with PILImage.open(io.BytesIO(data.tobytes())) as image:  # reads the header only
+                width, height = image.size
+    except PILImage.DecompressionBombError as err:
+        raise InputError("size_too_large", str(err)) from None
+    except Exception:  # noqa: BLE001 - not a header Pillow knows: cv2 decides below
+        return
+    _check_size(width, height)
+
+
 def image_from_compressed(msg) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` (JPEG or PNG, any layout cv2 reads) to uint8 ``HxWx3`` RGB."""
+    """``sensor_msgs/CompressedImage`` (JPEG or PNG, any layout cv2 reads) to uint8 ``HxWx3`` RGB.
+
+    The declared size is checked from the header before decoding (``size_too_large``).
+    """
     fmt = str(getattr(msg, "format", "")).lower()
     if "compresseddepth" in fmt:
         raise InputError("bad_encoding", f"compressed depth {msg.format!r} is not a colour image")
     data = _as_bytes(msg.data)
+    if data.size:
+        _check_declared_size(data)
     bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
     if bgr is None:
         raise InputError("decode_failed", f"{data.size} bytes, format {getattr(msg, 'format', '')!r}")
@@ -122,6 +149,8 @@ def camera_from_info(msg) -> CameraModel:
         raise InputError("bad_intrinsics", f"K has {K.size} values")
     if not K.any():
         raise InputError("no_camera_info", "K is all zeros (uncalibrated camera)")
+    if int(msg.width) > MAX_IMAGE_SIDE or int(msg.height) > MAX_IMAGE_SIDE:
+        raise InputError("size_too_large", f"camera {msg.width}x{msg.height} exceeds {MAX_IMAGE_SIDE} per side")
     return CameraModel(int(msg.width), int(msg.height), K.reshape(3, 3), str(msg.distortion_model), np.asarray(msg.d))
 
 
@@ -135,6 +164,8 @@ def _matrix_from_xyz_quat(xyz: Sequence[float], xyzw: Sequence[float]) -> np.nda
         raise InputError("bad_quaternion", "zero quaternion")
     if abs(norm - 1.0) > QUATERNION_NORM_TOLERANCE:
         raise InputError("bad_quaternion", f"quaternion norm {norm:.4f} is not close to 1")
+    if np.abs(values[:3]).max() > MAX_POSITION:
+        raise InputError("position_out_of_range", f"position {values[:3].tolist()} beyond {MAX_POSITION:g} m")
     T = np.eye(4)
     T[:3, :3] = _rotation_from_xyzw(*(values[3:] / norm))
     T[:3, 3] = values[:3]

@@ -12,6 +12,7 @@ import json
 import math
 import threading
 import time
+import traceback
 from collections import deque
 from datetime import datetime
 from pathlib import Path
@@ -321,6 +322,13 @@ class IlrmNode(Node):
         return stamp, c2w, K, out_w, out_h, real
 
     def _render_tick(self) -> None:
+        try:
+            self._render_once()
+        except Exception:  # noqa: BLE001 - a failed render (e.g. CUDA out of memory) must not stop the executor
+            self.pipeline.stats.count("render_errors")
+            self.get_logger().error(f"render failed, skipped:\n{traceback.format_exc()}", throttle_duration_sec=30.0)
+
+    def _render_once(self) -> None:
         camera = self._render_camera()
         _, version = self.pipeline.scene_snapshot()
         if camera is None or version == 0:
@@ -364,7 +372,8 @@ class IlrmNode(Node):
         for reason, n in snap.get("drops", {}).items():
             values[f"dropped_{reason}"] = n
         counts = snap.get("counts", {})
-        for name in ("synced", "keyframes", "refreshes", "refresh_errors", "refresh_oom", "sync_resets"):
+        for name in ("synced", "keyframes", "refreshes", "refresh_errors", "refresh_oom", "render_errors",
+                     "sync_resets"):
             values[name] = counts.get(name, 0)
         for name, pct in snap.get("latency", {}).items():
             for q, v in pct.items():
@@ -435,11 +444,18 @@ class IlrmNode(Node):
                 return SetParametersResult(successful=False,
                                            reason=f"{param.name} must be one of {', '.join(spec.choices)}")
             (pipeline_changes if spec in PARAMS else node_changes)[param.name] = param.value
+        camera_from_pose = self._camera_from_pose
+        if "camera_from_pose_frame" in pipeline_changes:  # parsed here: it converts the pose messages
+            try:
+                camera_from_pose = parse_camera_from_pose(pipeline_changes["camera_from_pose_frame"])
+            except InputError as err:
+                return SetParametersResult(successful=False, reason=f"camera_from_pose_frame: {err}")
         if pipeline_changes:
             try:
                 self.pipeline.apply(pipeline_changes)
             except ValueError as err:
                 return SetParametersResult(successful=False, reason=str(err))
+        self._camera_from_pose = camera_from_pose
         if "render.rate_hz" in node_changes:
             self._set_render_rate(float(node_changes["render.rate_hz"]))
         self._node_params.update(node_changes)

@@ -59,6 +59,9 @@ class CameraModel:
         fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
         if not (np.isfinite(K).all() and fx > 0 and fy > 0):
             raise InputError("bad_intrinsics", f"fx={fx} fy={fy} cx={cx} cy={cy}")
+        if K[1, 0] != 0 or not np.array_equal(K[2], [0.0, 0.0, 1.0]):
+            raise InputError("bad_intrinsics", f"K is not a camera matrix [[fx, s, cx], [0, fy, cy], [0, 0, 1]]: "
+                                               f"{K.tolist()}")
         if not np.isfinite(D).all():
             raise InputError("bad_intrinsics", f"non-finite distortion {D.tolist()}")
         model = str(self.distortion_model).strip().lower()
@@ -76,6 +79,12 @@ class CameraModel:
         D.setflags(write=False)
         for name, value in (("width", width), ("height", height), ("K", K), ("D", D), ("distortion_model", model)):
             object.__setattr__(self, name, value)
+        if D.any():  # coefficients so extreme that the undistorted view degenerates are not a calibration
+            K_new = _new_K(self.key)
+            zoom = np.array([K_new[0, 0] / fx, K_new[1, 1] / fy])
+            if not (np.isfinite(K_new).all() and np.all((zoom > 1e-2) & (zoom < 1e2))):
+                raise InputError("bad_distortion_model", f"{model} {D.tolist()}: undistorted intrinsics "
+                                                         f"{K_new.tolist()} are degenerate")
 
     @property
     def key(self) -> tuple:
@@ -95,7 +104,7 @@ class CameraModel:
     @property
     def K_new(self) -> np.ndarray:
         """Intrinsics of the undistorted images (K itself when there is no distortion)."""
-        return _undistortion(self.key)[0].copy() if self.is_distorted else self.K.copy()
+        return _new_K(self.key).copy() if self.is_distorted else self.K.copy()
 
     def undistort(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Undistorted copy of an ``HxW[xC]`` image and its intrinsics; the maps are built once per calibration."""
@@ -110,19 +119,33 @@ class CameraModel:
 
 
 @functools.lru_cache(maxsize=8)
+def _new_K(key: tuple) -> np.ndarray:
+    """K_new of a calibration key (cheap: a few hundred points, no maps)."""
+    width, height, model, k, d = key
+    K = np.array(k, dtype=np.float64).reshape(3, 3)
+    D = np.array(d, dtype=np.float64)
+    with np.errstate(all="ignore"):  # extreme coefficients: judged by the caller from the result
+        if model in FISHEYE_MODELS:
+            K_new = _inner_fisheye_K(K, D, (width, height))
+        else:
+            K_new, _ = cv2.getOptimalNewCameraMatrix(K, D, (width, height), alpha=0.0, newImgSize=(width, height))
+    K_new = np.asarray(K_new, dtype=np.float64)
+    K_new.setflags(write=False)
+    return K_new
+
+
+@functools.lru_cache(maxsize=8)
 def _undistortion(key: tuple) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(K_new, map1, map2) for a calibration key; cached so that repeated CameraInfo messages cost nothing."""
     width, height, model, k, d = key
     K = np.array(k, dtype=np.float64).reshape(3, 3)
     D = np.array(d, dtype=np.float64)
-    size = (width, height)
+    K_new = _new_K(key)
     if model in FISHEYE_MODELS:
-        K_new = _inner_fisheye_K(K, D, size)
-        map1, map2 = cv2.fisheye.initUndistortRectifyMap(K, D, np.eye(3), K_new, size, cv2.CV_16SC2)
+        map1, map2 = cv2.fisheye.initUndistortRectifyMap(K, D, np.eye(3), K_new, (width, height), cv2.CV_16SC2)
     else:
-        K_new, _ = cv2.getOptimalNewCameraMatrix(K, D, size, alpha=0.0, newImgSize=size)
-        map1, map2 = cv2.initUndistortRectifyMap(K, D, None, K_new, size, cv2.CV_16SC2)
-    return np.asarray(K_new, dtype=np.float64), map1, map2
+        map1, map2 = cv2.initUndistortRectifyMap(K, D, None, K_new, (width, height), cv2.CV_16SC2)
+    return K_new, map1, map2
 
 
 def _inner_fisheye_K(K: np.ndarray, D: np.ndarray, size: tuple[int, int], samples: int = 256) -> np.ndarray:

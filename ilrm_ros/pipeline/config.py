@@ -16,8 +16,9 @@ GROUPS = ("sync", "keyframe", "window", "scene", "render", "points")
 """Field-name prefixes that become dotted parameter groups: ``sync_max_pose_gap`` -> ``sync.max_pose_gap``."""
 
 
-def _param(default, description: str, range=None, choices=None, read_only: bool = False):  # noqa: A002
-    meta = {"description": description, "range": range, "choices": choices, "read_only": read_only}
+def _param(default, description: str, range=None, choices=None, read_only: bool = False,  # noqa: A002
+           length: int | None = None):
+    meta = {"description": description, "range": range, "choices": choices, "read_only": read_only, "length": length}
     if isinstance(default, list):
         return field(default_factory=lambda: list(default), metadata=meta)
     return field(default=default, metadata=meta)
@@ -74,7 +75,7 @@ class PipelineConfig:
     scene_budget: int = _param(200_000, "Most Gaussians the scene keeps.", range=(1_000, 20_000_000),
                                read_only=True)
     render_background: list = _param([1.0, 1.0, 1.0], "RGB in [0, 1] behind the rendered Gaussians.",
-                                     range=(0.0, 1.0))
+                                     range=(0.0, 1.0), length=3)
     points_min_opacity: float = _param(0.1, "Gaussians below this opacity are left out of the point cloud.",
                                        range=(0.0, 1.0))
     points_max_points: int = _param(100_000, "Most points published in the point cloud (the most opaque kept).",
@@ -114,6 +115,8 @@ def _validate(f, value):
         value = [float(v) for v in value] if isinstance(value, (list, tuple)) else value
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
+    if meta.get("length") is not None and len(value) != meta["length"]:
+        raise ValueError(f"{name} must have {meta['length']} values, got {value!r}")
     if meta["choices"] is not None and value not in meta["choices"]:
         raise ValueError(f"{name} must be one of {', '.join(meta['choices'])}, got {value!r}")
     if meta["range"] is not None:

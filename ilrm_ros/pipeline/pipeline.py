@@ -362,6 +362,10 @@ class Pipeline:
         start = time.perf_counter()
         try:
             gaussians, K, c2w, (h, w) = self._reconstruct(job.frames)
+            bad = [n for n in ("means", "quats", "scales", "opacities", "sh")
+                   if not torch.isfinite(getattr(gaussians, n)).all()]
+            if bad:  # NaN/inf in the scene would stay there (map mode) and poison every render
+                raise FloatingPointError(f"the model produced non-finite Gaussian {', '.join(bad)}")
             with self._scene_lock:
                 if job.epoch != self._epoch:  # reset() while this refresh ran
                     return
@@ -464,6 +468,8 @@ class Pipeline:
             self.selector.min_translation = merged.keyframe_min_translation
             self.selector.min_rotation_deg = merged.keyframe_min_rotation_deg
             self.selector.blur_threshold = merged.keyframe_blur_threshold
+        with self._scene_lock:
+            self.scene.mode = merged.scene_mode  # window <-> map from the next refresh on
         return merged
 
     def reset(self) -> None:

@@ -112,14 +112,28 @@ class SceneViewer:
         self._closed = False
         self._splats = None
         self._centers = np.zeros((0, 3), np.float32)
+        self._shown = 0
         self._framed = False
         self._keyframes: list[tuple[tuple, object]] = []  # (key, frustum handle)
         self._live = None
         self._live_pose: np.ndarray | None = None
         self._live_fov = 1.0
 
-        self._server = server = viser.ViserServer(host=host, port=port, label=title, verbose=verbose)
-        self.host, self.port = host, server.get_port()
+        self._server = viser.ViserServer(host=host, port=port, label=title, verbose=verbose)
+        self.host, self.port = host, self._server.get_port()
+        try:
+            self._build_panel(viser, scene_mode, paused)
+            for name, fn in (("scene_mode", on_scene_mode), ("pause", on_pause), ("save", on_save),
+                             ("render_pose", on_render_pose)):
+                self._set_callback(name, fn)
+        except BaseException:
+            self._server.stop()
+            raise
+        self._thread = threading.Thread(target=self._send_loop, name="scene-viewer", daemon=True)
+        self._thread.start()
+
+    def _build_panel(self, viser, scene_mode: str, paused: bool) -> None:
+        server = self._server
         server.scene.set_up_direction("+z")
         server.gui.configure_theme(control_layout="floating", control_width="medium", show_share_button=False)
 
@@ -135,7 +149,7 @@ class SceneViewer:
             self._save_result = gui.add_markdown("")
         with gui.add_folder("View"):
             self._render = gui.add_button("Render from here", icon=viser.Icon.CAMERA,
-                                          hint="render the scene from this browser view on ~/render")
+                                          hint="ask the node to render the scene from this view")
             self._frame = gui.add_button("Frame scene", icon=viser.Icon.FOCUS_2)
             self._show_keyframes = gui.add_checkbox("Show keyframes", True)
             self._follow = gui.add_checkbox("Follow live camera", False, hint="move this view with the camera")
@@ -153,18 +167,17 @@ class SceneViewer:
 
         self._controls = {"scene_mode": self._mode, "pause": self._pause, "save": self._save,
                           "render_pose": self._render}
-        for name, fn in (("scene_mode", on_scene_mode), ("pause", on_pause), ("save", on_save),
-                         ("render_pose", on_render_pose)):
-            self._set_callback(name, fn)
-
-        self._thread = threading.Thread(target=self._send_loop, name="scene-viewer", daemon=True)
-        self._thread.start()
 
     # ------------------------------------------------------------------ public API
     @property
     def url(self) -> str:
         host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
         return f"http://{host}:{self.port}"
+
+    @property
+    def shown(self) -> int:
+        """How many Gaussians the page shows now (after the cap)."""
+        return self._shown
 
     @property
     def server(self):
@@ -302,7 +315,7 @@ class SceneViewer:
             else:
                 self._splats.set_gaussians(splats.centers, splats.covariances, splats.rgbs, splats.opacities)
                 self._splats.visible = True
-            self._centers = splats.centers
+            self._centers, self._shown = splats.centers, len(splats)
             capped = f" (the {len(splats):,} most opaque shown)" if len(splats) < splats.total else ""
             self._status.content = (f"**{splats.total:,}** Gaussians{capped}  \n"
                                     f"updated {time.strftime('%H:%M:%S')}, converted in {1e3 * convert_s:.0f} ms")
@@ -348,8 +361,11 @@ class SceneViewer:
     def _render_clicked(self, event) -> None:
         if event.client is None:
             return
-        camera = event.client.camera
-        self._call("render_pose", cam_to_world_from_viser(camera.wxyz, camera.position))
+        try:
+            wxyz, position = event.client.camera.wxyz, event.client.camera.position
+        except AssertionError:  # viser: this page has not reported its camera yet
+            return
+        self._call("render_pose", cam_to_world_from_viser(wxyz, position))
 
     def _frame_clicked(self, event) -> None:
         if event.client is not None:

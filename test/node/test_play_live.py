@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import rclpy
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
@@ -27,7 +29,8 @@ def test_bag_played_into_node_gives_points_and_renders(tmp_path):
         "--ros-args", "-r", "image:=/camera/image_raw", "-r", "camera_info:=/camera/camera_info",
         "-r", "pose:=/camera/pose"], parameter_overrides=[
         Parameter("device", value="cpu"), Parameter("render.rate_hz", value=5.0),
-        Parameter("output_dir", value=str(tmp_path / "scenes"))])
+        Parameter("output_dir", value=str(tmp_path / "scenes")), Parameter("viewer.enabled", value=True),
+        Parameter("viewer.port", value=18080)])
     client = Node("play_client", context=context)
     points, renders = [], []
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -49,6 +52,18 @@ def test_bag_played_into_node_gives_points_and_renders(tmp_path):
         assert len(renders) >= 2 and renders[-1].encoding == "rgb8"
         assert player.published == 40 * 3
         assert node.pipeline.stats.counts.get("refreshes", 0) >= 1
+        # The browser viewer got the scene, and its controls drive the node.
+        viewer = node._viewer
+        assert viewer is not None and viewer.url.startswith("http://127.0.0.1:")
+        assert viewer.flush(30) and viewer.shown > 1000
+        pose = np.eye(4)
+        pose[:3, 3] = [1.0, 2.0, 1.0]
+        viewer.on_render_pose(pose)
+        assert node.get_parameter("render.pose_source").value == "topic"
+        assert np.array_equal(node._render_pose, pose)
+        viewer.on_scene_mode("map")
+        assert node.pipeline.scene.mode == "map" and node.get_parameter("scene.mode").value == "map"
+        assert Path(viewer.on_save()).exists()
     finally:
         executor.shutdown()
         node.destroy_node()

@@ -89,7 +89,18 @@ class HeadlessChromium:
                 return reply["result"]
 
     def navigate(self, url: str) -> None:
+        """Load ``url`` and wait for its load event (the page is briefly detached while navigating)."""
         self.call("Page.navigate", url=url)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                if self.evaluate("document.readyState + ' ' + location.href").startswith("complete " + url):
+                    return
+            except CdpError:
+                pass
+            if time.monotonic() > deadline:
+                raise CdpError(f"{url} did not load within {self.timeout:.0f} s")
+            time.sleep(0.1)
 
     def evaluate(self, expression: str):
         """Value of a JavaScript expression in the page (promises are awaited)."""

@@ -162,58 +162,39 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
     stamp), and camera image publish -> `~/render/image` arrival for the same stamp, p50/p95 in ms,
     with the render topic running at the camera rate.
     """
-    import os
-    import signal
-    import threading
     from pathlib import Path
 
     import numpy as np
-    import rclpy
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, PointCloud2
 
     from ilrm_ros.bag import write_synthetic_bag
     from ilrm_ros.bag.player import BagPlayer
     from ilrm_ros.bag.writer import IMAGE_TOPIC, INFO_TOPIC, POSE_TOPIC
-    from ilrm_ros.demo import _start_node
+    from ilrm_ros.demo import NodeSession
     from ilrm_ros.io.convert import stamp_ns
 
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out = Path(workdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     bag = out / "input_bag"
     write_synthetic_bag(bag, frames=frames, rate_hz=rate_hz, width=width, height=height, seed=seed, overwrite=True)
-    proc = _start_node(out, device, "", rate_hz, out / "node.log")
     published: dict[int, float] = {}
     points: list[tuple[int, float]] = []
     renders: list[tuple[int, float]] = []
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    client = Node("ilrm_bench", context=context)
-    latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-    client.create_subscription(PointCloud2, "/ilrm/points",
-                               lambda m: points.append((stamp_ns(m.header), time.monotonic())), latched)
-    client.create_subscription(Image, "/ilrm/render/image",
-                               lambda m: renders.append((stamp_ns(m.header), time.monotonic())), 50)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    try:
-        player = BagPlayer(client, bag, topics=[IMAGE_TOPIC, INFO_TOPIC, POSE_TOPIC], wait_for_subscribers=300.0)
+    with NodeSession(out, device, "", rate_hz, client_name="ilrm_bench") as session:
+        client = session.client
+        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        client.create_subscription(PointCloud2, "/ilrm/points",
+                                   lambda m: points.append((stamp_ns(m.header), time.monotonic())), latched)
+        client.create_subscription(Image, "/ilrm/render/image",
+                                   lambda m: renders.append((stamp_ns(m.header), time.monotonic())), 50)
+        player = BagPlayer(client, bag, topics=[IMAGE_TOPIC, INFO_TOPIC, POSE_TOPIC])
+        session.wait_for_subscribers(player.publishers.values())
         player.on_publish = lambda topic, stamp: published.setdefault(stamp, time.monotonic()) \
             if topic == IMAGE_TOPIC else None
         player.run()
         time.sleep(2.0)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=30)
-        executor.shutdown()
-        client.destroy_node()
-        context.try_shutdown()
-        spinner.join(timeout=5)
     first_points = {}
     for stamp, t in points:
         first_points.setdefault(stamp, t)

@@ -45,6 +45,57 @@ def _start_node(out_dir: Path, device: str, checkpoint: str, render_rate: float,
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
 
+class NodeSession:
+    """`ilrm_node` as its own process plus an in-process rclpy client node spinning in a thread.
+
+    ``with NodeSession(...) as session:`` starts both; leaving stops the node with SIGINT (as Ctrl-C
+    would) and records its exit code in ``session.exit_code``. Used by the demo and `ilrm bench --node`.
+    """
+
+    def __init__(self, out_dir: Path, device: str, checkpoint: str = "", render_rate: float = 15.0,
+                 viewer: bool = False, client_name: str = "ilrm_client") -> None:
+        import rclpy
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.node import Node
+
+        os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+        self.log_path = out_dir / "node.log"
+        self.proc = _start_node(out_dir, device, checkpoint, render_rate, self.log_path, viewer)
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.client = Node(client_name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.client)
+        self.exit_code: int | None = None
+
+    def __enter__(self) -> "NodeSession":
+        self._spinner = threading.Thread(target=self.executor.spin, daemon=True)
+        self._spinner.start()
+        return self
+
+    def wait_for_subscribers(self, publishers, timeout: float = 300.0) -> None:
+        """Until the node subscribes to every publisher; fails early if the node exits."""
+        deadline = time.monotonic() + timeout
+        while not all(p.get_subscription_count() for p in publishers):
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ilrm_node exited with {self.proc.returncode}; see {self.log_path}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"ilrm_node did not subscribe within {timeout:.0f} s")
+            time.sleep(0.1)
+
+    def __exit__(self, *exc) -> None:
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.exit_code = self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.exit_code = self.proc.wait()
+        self.executor.shutdown()
+        self.client.destroy_node()
+        self.context.try_shutdown()
+        self._spinner.join(timeout=5)
+
+
 class Recorder:
     """Subscribes to the node's outputs and keeps what the report and the contact sheet need."""
 
@@ -143,16 +194,12 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
              height: int = 120, seed: int = 7, device: str = "auto", checkpoint: str = "",
              render_rate: float = 15.0, viewer: bool = True, hold: bool = False) -> dict:
     """Run the demo end to end; returns the report (also written to ``OUT/report.json``)."""
-    import rclpy
     from PIL import Image
-    from rclpy.executors import SingleThreadedExecutor
-    from rclpy.node import Node
     from std_srvs.srv import Trigger
 
     from ilrm_ros.bag.player import BagPlayer
     from ilrm_ros.pipeline.metrics import psnr, ssim
 
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     bag = out / "input_bag"
@@ -161,26 +208,12 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
                         overwrite=True)
 
     print("[2/5] starting ilrm_node (log: node.log)")
-    node_proc = _start_node(out, device, checkpoint, render_rate, out / "node.log", viewer)
-    context = rclpy.Context()
-    rclpy.init(context=context)
-    client = Node("ilrm_demo", context=context)
-    recorder = Recorder(client)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(client)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
-    report: dict = {}
-    try:
+    with NodeSession(out, device, checkpoint, render_rate, viewer, "ilrm_demo") as session:
+        client = session.client
+        recorder = Recorder(client)
         player = BagPlayer(client, bag, topics=[IMAGE_TOPIC, INFO_TOPIC, POSE_TOPIC])
-        deadline = time.monotonic() + 300
-        while not all(p.get_subscription_count() for p in player.publishers.values()):
-            if node_proc.poll() is not None:
-                raise RuntimeError(f"ilrm_node exited with {node_proc.returncode}; see {out / 'node.log'}")
-            if time.monotonic() > deadline:
-                raise RuntimeError("ilrm_node did not subscribe within 300 s")
-            time.sleep(0.1)
-        urls = [ln.split("browser viewer at ")[-1].strip() for ln in (out / "node.log").read_text().splitlines()
+        session.wait_for_subscribers(player.publishers.values())
+        urls = [ln.split("browser viewer at ")[-1].strip() for ln in session.log_path.read_text().splitlines()
                 if "browser viewer at " in ln]
         if urls:
             print(f"      live 3D Gaussian viewer: {urls[-1]}")
@@ -205,21 +238,11 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
         if hold:
             print("      the node keeps serving (viewer, topics); Ctrl-C to stop and write the report")
             try:
-                while node_proc.poll() is None:
+                while session.proc.poll() is None:
                     time.sleep(0.5)
             except KeyboardInterrupt:
                 pass
-    finally:
-        node_proc.send_signal(signal.SIGINT)
-        try:
-            exit_code = node_proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            node_proc.kill()
-            exit_code = node_proc.wait()
-        executor.shutdown()
-        client.destroy_node()
-        context.try_shutdown()
-        spinner.join(timeout=5)
+    exit_code = session.exit_code
 
     print("[5/5] report and contact sheet")
     images, positions = _read_bag(bag)

@@ -41,7 +41,7 @@ test: lint
 	$(PY) -m pytest -q
 
 soak: setup
-	$(PY) -m pytest -q -m soak -o addopts=""
+	$(PY) -m pytest -q -s -m soak -o addopts="" --timeout=0
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -9,6 +9,7 @@ it is read-only (fixed at start-up). ``PARAMS`` lists them for the node to decla
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, NamedTuple
 
@@ -111,8 +112,8 @@ def _validate(f, value):
                                                       "list": list}[f.type]
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if kind is list:
-        value = [float(v) for v in value] if isinstance(value, (list, tuple)) else value
+    if kind is list and isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        value = [float(v) for v in value]  # rclpy hands double arrays over as array.array
     if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
         raise ValueError(f"{name} must be {kind.__name__}, got {value!r}")
     if meta.get("length") is not None and len(value) != meta["length"]:

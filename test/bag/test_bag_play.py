@@ -37,13 +37,9 @@ def bag(tmp_path_factory):
 
 
 @pytest.fixture
-def context():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    try:
-        yield ctx
-    finally:
-        ctx.try_shutdown()
+def context(ros_context):
+    """The session-isolated rclpy context of test/conftest.py."""
+    return ros_context
 
 
 class Listener:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from geometry_msgs.msg import PoseArray, PoseStamped
+from live_node import image_msg, pose_msg, set_stamp
 from rclpy.executors import MultiThreadedExecutor
 from rclpy.node import Node
 from rclpy.parameter import Parameter
@@ -22,7 +23,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from std_srvs.srv import Trigger
 
 from ilrm_ros.bag.writer import camera_info_k, synthetic_sequence, to_rgb8
-from ilrm_ros.io.convert import camera_info_to_fields, pose_to_xyz_quat, stamp_fields
+from ilrm_ros.io.convert import camera_info_to_fields
 from ilrm_ros.node.ilrm_node import IlrmNode
 from ilrm_ros.scene import load_ply
 
@@ -37,31 +38,6 @@ def sequence():
     seq.cam_to_world[:STATIC] = seq.cam_to_world[0]
     rgb, _ = seq.render(slice(None))
     return seq, to_rgb8(rgb)
-
-
-def _stamp(msg, ns: int) -> None:
-    msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_fields(ns).values()
-
-
-def _image(rgb: np.ndarray, ns: int, encoding: str = "rgb8") -> Image:
-    msg = Image(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, step=rgb.shape[1] * 3,
-                data=rgb.tobytes())
-    msg.header.frame_id = "camera_optical_frame"
-    _stamp(msg, ns)
-    return msg
-
-
-def _pose(c2w, ns: int, quat=None) -> PoseStamped:
-    xyz, xyzw = pose_to_xyz_quat(np.asarray(c2w))
-    if quat is not None:
-        xyzw = quat
-    msg = PoseStamped()
-    msg.header.frame_id = "world"
-    _stamp(msg, ns)
-    msg.pose.position.x, msg.pose.position.y, msg.pose.position.z = (float(v) for v in xyz)
-    o = msg.pose.orientation
-    o.x, o.y, o.z, o.w = (float(v) for v in xyzw)
-    return msg
 
 
 class Harness:
@@ -124,31 +100,31 @@ def run(sequence, tmp_path_factory):
                                                                       seq.width, seq.height).items()})
         stamps = seq.image_stamps_ns
         # Before any CameraInfo: dropped as no_camera_info.
-        h.pub_pose.publish(_pose(seq.cam_to_world[0], int(stamps[0]) - 1000))
-        h.pub_image.publish(_image(images[0], int(stamps[0]) - 1000))
+        h.pub_pose.publish(pose_msg(seq.cam_to_world[0], int(stamps[0]) - 1000))
+        h.pub_image.publish(image_msg(images[0], int(stamps[0]) - 1000))
         time.sleep(0.3)
         for i in range(FRAMES):
             ns = int(stamps[i])
-            _stamp(info, ns)
+            set_stamp(info, ns)
             h.pub_info.publish(info)
-            h.pub_pose.publish(_pose(seq.cam_to_world[i], ns))
-            h.pub_image.publish(_image(images[i], ns))
+            h.pub_pose.publish(pose_msg(seq.cam_to_world[i], ns))
+            h.pub_image.publish(image_msg(images[i], ns))
             if i % 6 == 3:  # one bad message of each kind, between valid frames
                 bad = i // 6
                 if bad == 0:
-                    h.pub_image.publish(_image(images[i], ns + 1, encoding="16UC1"))
+                    h.pub_image.publish(image_msg(images[i], ns + 1, encoding="16UC1"))
                 elif bad == 1:
-                    msg = _image(images[i], ns + 1)
+                    msg = image_msg(images[i], ns + 1)
                     msg.data = msg.data[:-7]
                     h.pub_image.publish(msg)
                 elif bad == 2:
-                    h.pub_pose.publish(_pose(np.full((4, 4), np.nan), ns + 1))
+                    h.pub_pose.publish(pose_msg(np.full((4, 4), np.nan), ns + 1))
                 elif bad == 3:
-                    h.pub_pose.publish(_pose(seq.cam_to_world[i], ns + 1, quat=(0.0, 0.0, 0.0, 0.0)))
+                    h.pub_pose.publish(pose_msg(seq.cam_to_world[i], ns + 1, xyzw=(0.0, 0.0, 0.0, 0.0)))
                 elif bad == 4:
-                    h.pub_image.publish(_image(images[i], 0))
+                    h.pub_image.publish(image_msg(images[i], 0))
                 elif bad == 5:
-                    h.pub_image.publish(_image(images[i][:48], ns + 1))  # size change mid-stream
+                    h.pub_image.publish(image_msg(images[i][:48], ns + 1))  # size change mid-stream
             time.sleep(1 / 15)
         assert h.wait_for(lambda: len(h.received["points"]) > 0, 60), "no ~/points after the stream"
         h.node.pipeline.wait_idle(60)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 
 from ilrm_ros.model import CompiledForward, count_flops, load_model
+from ilrm_ros.model.attention import resolve_backend
 from ilrm_ros.model.config import PRESETS
 
 
@@ -66,18 +67,19 @@ def _inputs(views: int, height: int, width: int, device: torch.device):
 
 
 def model_latency(preset: str, arch: str, views: int, height: int, width: int, mode: str,
-                  device: torch.device, iters: int = 30) -> dict:
-    """Forward latency of one preset/arch at one shape (bf16 autocast on CUDA, float32 on CPU)."""
+                  device: torch.device, iters: int = 30, attention: str = "auto") -> dict:
+    """Forward latency of one preset/arch at one shape (bf16 autocast on CUDA, float32 on CPU), with
+    ``attention`` the SDPA kernel choice (:mod:`ilrm_ros.model.attention`)."""
     config = PRESETS[preset].replace(arch=arch)
     model = load_model(config, device=device)
     images, K, c2w = _inputs(views, height, width, device)
     flops = count_flops(model, views, height, width)
     row = {"preset": preset, "arch": arch, "views": views, "height": height, "width": width, "mode": mode,
-           "gflop": flops / 1e9, "device": str(device)}
+           "gflop": flops / 1e9, "device": str(device), "attention": resolve_backend(attention, device)}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         setup = time.perf_counter()
-        fwd = CompiledForward(model, views, height, width, mode=mode, clone_outputs=False)
+        fwd = CompiledForward(model, views, height, width, mode=mode, clone_outputs=False, attention=attention)
         fwd(images, K, c2w)
         torch.cuda.synchronize()
         row["setup_s"] = time.perf_counter() - setup
@@ -113,9 +115,19 @@ def render_latency(num_gaussians: int, width: int, height: int, device: torch.de
     return row
 
 
+# (views, square image size) of the re10k model rows
+DEFAULT_SHAPES = ((2, 256), (4, 256), (8, 256), (16, 256), (32, 256), (4, 512))
+
+
 def run_benchmarks(quick: bool, device: torch.device, modes: tuple[str, ...] = ("graph",),
-                   views: tuple[int, ...] = (2, 4, 8, 16, 32), compare_baseline: bool = True) -> dict:
-    """All benchmark rows. ``quick``: CPU-sized shapes (small preset, few views), for CI."""
+                   shapes: tuple[tuple[int, int], ...] = DEFAULT_SHAPES, compare_baseline: bool = True,
+                   attentions: tuple[str, ...] = ("auto",), renders: bool = True) -> dict:
+    """All benchmark rows. ``quick``: CPU-sized shapes (small preset, few views), for CI.
+
+    Full runs: the re10k preset at each ``(views, square size)`` of ``shapes``, every mode and
+    attention kernel, iLRM and (unless ``compare_baseline`` is off) the GS-LRM baseline. A row that
+    fails (e.g. a kernel that cannot run a shape) is recorded with its error, and the run goes on.
+    """
     from ilrm_ros.scene import benchmark_pack_points
 
     result: dict = {"device": str(device), "torch": torch.__version__, "model": [], "render": []}
@@ -123,23 +135,23 @@ def run_benchmarks(quick: bool, device: torch.device, modes: tuple[str, ...] = (
         result["gpu"] = torch.cuda.get_device_name(device)
         result["matmul_peak_tflops"] = matmul_peak_tflops()
     if quick:
-        shapes = [("small", 2, 128, 128)]
+        runs = [("small", 2, 128, 128)]
         archs = ("ilrm",)
-        renders = [(32_768, 160, 120)]
+        render_shapes = [(32_768, 160, 120)]
     else:
-        shapes = [("re10k", v, 256, 256) for v in views] + [("re10k", 4, 512, 512)]
+        runs = [("re10k", v, s, s) for v, s in shapes]
         archs = ("ilrm", "gslrm") if compare_baseline else ("ilrm",)
-        renders = [(32_768, 160, 120), (131_072, 640, 480), (262_144, 640, 480)]
-    for preset, v, h, w in shapes:
+        render_shapes = [(32_768, 160, 120), (131_072, 640, 480), (262_144, 640, 480)] if renders else []
+    for preset, v, h, w in runs:
         for mode in modes:
-            rows = {arch: model_latency(preset, arch, v, h, w, mode, device) for arch in archs}
-            if "gslrm" in rows:
-                rows["ilrm"]["speedup_vs_gslrm"] = rows["gslrm"]["ms"] / rows["ilrm"]["ms"]
-            result["model"].extend(rows.values())
-            print(_model_line(rows["ilrm"]), flush=True)
-            if "gslrm" in rows:
-                print(_model_line(rows["gslrm"]), flush=True)
-    for n, w, h in renders:
+            for attention in attentions:
+                rows = {arch: _safe_model_latency(preset, arch, v, h, w, mode, device, attention) for arch in archs}
+                if "ms" in rows.get("gslrm", {}) and "ms" in rows["ilrm"]:
+                    rows["ilrm"]["speedup_vs_gslrm"] = rows["gslrm"]["ms"] / rows["ilrm"]["ms"]
+                result["model"].extend(rows.values())
+                for row in rows.values():
+                    print(_model_line(row), flush=True)
+    for n, w, h in render_shapes:
         row = render_latency(n, w, h, device)
         result["render"].append(row)
         print(f"render {n} Gaussians {w}x{h}: {row['ms']:.2f} ms", flush=True)
@@ -148,14 +160,28 @@ def run_benchmarks(quick: bool, device: torch.device, modes: tuple[str, ...] = (
     return result
 
 
+def _safe_model_latency(preset: str, arch: str, views: int, height: int, width: int, mode: str,
+                        device: torch.device, attention: str) -> dict:
+    try:
+        return model_latency(preset, arch, views, height, width, mode, device, attention=attention)
+    except (RuntimeError, ValueError) as exc:  # one shape/kernel failing must not lose the other rows
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return {"preset": preset, "arch": arch, "views": views, "height": height, "width": width, "mode": mode,
+                "attention": attention, "device": str(device), "error": f"{type(exc).__name__}: {exc}"[:500]}
+
+
 def _model_line(row: dict) -> str:
+    if "error" in row:
+        return f"{row['arch']:5s} {row['views']:2d} views {row['mode']} {row['attention']}: FAILED {row['error']}"
     extra = f"  x{row['speedup_vs_gslrm']:.2f} vs gslrm" if "speedup_vs_gslrm" in row else ""
     return (f"{row['arch']:5s} {row['preset']} {row['views']:2d} views {row['height']}x{row['width']} "
-            f"{row['mode']:13s} {row['ms']:8.2f} ms  {row['gflop']:8.1f} GFLOP  {row['tflops']:6.1f} TFLOP/s{extra}")
+            f"{row['mode']:13s} {row['attention']:7s} {row['ms']:8.2f} ms  {row['gflop']:8.1f} GFLOP  "
+            f"{row['tflops']:6.1f} TFLOP/s{extra}")
 
 
 def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0, width: int = 160,
-                 height: int = 120, seed: int = 7, workdir: str = "runs/bench_node") -> dict:
+                 height: int = 120, seed: int = 7, workdir: str = "runs/bench_node", checkpoint: str = "") -> dict:
     """The node end to end on the real ROS graph: a synthetic bag played at ``rate_hz`` into `ilrm_node`.
 
     Keyframe image publish -> `~/points` arrival (the cloud is stamped with the newest keyframe's
@@ -181,7 +207,7 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
     published: dict[int, float] = {}
     points: list[tuple[int, float]] = []
     renders: list[tuple[int, float]] = []
-    with NodeSession(out, device, "", rate_hz, client_name="ilrm_bench") as session:
+    with NodeSession(out, device, checkpoint, rate_hz, client_name="ilrm_bench") as session:
         client = session.client
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -201,7 +227,14 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
     points_ms = [(t - published[s]) * 1e3 for s, t in first_points.items() if s in published]
     render_ms = [(t - published[s]) * 1e3 for s, t in renders if s in published]
     pct = lambda v: {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95))} if v else {}  # noqa: E731
-    return {"device": device, "frames": frames, "rate_hz": rate_hz, "resolution": [width, height],
+    # Frames published once a scene existed: the render topic can only follow those.
+    first_scene = min(first_points.values(), default=float("inf"))
+    later = {s for s, t in published.items() if t > first_scene}
+    rendered_later = {s for s, _ in renders if s in later}
+    return {"device": device, "checkpoint": checkpoint or "shipped", "frames": frames,
+            "rate_hz": rate_hz, "resolution": [width, height],
             "keyframe_to_points_ms": pct(points_ms), "refreshes_measured": len(points_ms),
+            "keyframe_to_points_all_ms": [round(v, 1) for v in points_ms],
             "camera_to_render_ms": pct(render_ms), "renders": len(renders),
-            "renders_per_camera_frame": len(renders) / frames}
+            "renders_per_camera_frame": len(renders) / frames,
+            "rendered_fraction_after_first_scene": len(rendered_later) / len(later) if later else 0.0}

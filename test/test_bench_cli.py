@@ -16,3 +16,5 @@ def test_bench_quick_with_node(tmp_path, monkeypatch):
     node = result["node"]
     assert node["refreshes_measured"] >= 1 and node["keyframe_to_points_ms"]["p95"] > 0
     assert node["renders"] >= 1
+    assert len(node["keyframe_to_points_all_ms"]) == node["refreshes_measured"]
+    assert 0.0 < node["rendered_fraction_after_first_scene"] <= 1.0

@@ -13,11 +13,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument("--modes", default="graph", help="comma list of forward modes: eager,graph,compile,"
                         "compile+graph (CUDA; CPU always runs eager)")
-    parser.add_argument("--views", default="2,4,8,16,32", help="comma list of view counts at 256x256 (re10k)")
+    parser.add_argument("--views", default="2,4,8,16,32,4@512", help="comma list of re10k input shapes: V (views "
+                        "at 256x256) or V@S (V views at SxS)")
+    parser.add_argument("--attention", default="auto", help="comma list of SDPA kernels: auto (cuDNN on Hopper), "
+                        "default (PyTorch's choice), cudnn, flash, efficient, math")
+    parser.add_argument("--no-render", action="store_true", help="skip the render rows")
     parser.add_argument("--no-baseline", action="store_true", help="skip the GS-LRM-style baseline rows")
     parser.add_argument("--node", action="store_true", help="also measure the node end to end on the ROS graph "
                         "(synthetic bag at 30 Hz -> ilrm_node -> ~/points and ~/render/image)")
+    parser.add_argument("--node-checkpoint", default="", help="--node: checkpoint or preset (default: the shipped one)")
+    parser.add_argument("--node-size", default="160x120", help="--node: camera WxH of the synthetic bag")
+    parser.add_argument("--node-frames", type=int, default=150, help="--node: camera frames (at 30 Hz)")
+    parser.add_argument("--node-dir", default="runs/bench_node", help="--node: folder for the bag and the node's log")
     parser.add_argument("--out", help="write the results as JSON here")
+
+
+def _shapes(text: str) -> tuple[tuple[int, int], ...]:
+    """``"2,8,4@512"`` -> ((2, 256), (8, 256), (4, 512))."""
+    shapes = []
+    for token in text.split(","):
+        views, _, size = token.partition("@")
+        try:
+            shapes.append((int(views), int(size or 256)))
+        except ValueError:
+            raise SystemExit(f"bad --views entry {token!r}: use V or V@S") from None
+    return tuple(shapes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,15 +50,20 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     result = run_benchmarks(args.quick, device, tuple(args.modes.split(",")),
-                            tuple(int(v) for v in args.views.split(",")), not args.no_baseline)
+                            _shapes(args.views), not args.no_baseline, tuple(args.attention.split(",")),
+                            not args.no_render)
     result["torch_threads"] = torch.get_num_threads()
     if args.node:
         from ilrm_ros.benchmark import node_latency
 
-        result["node"] = node_latency(device=str(device.type))
+        width, _, height = args.node_size.partition("x")
+        result["node"] = node_latency(device=str(device.type), frames=args.node_frames, width=int(width),
+                                      height=int(height), checkpoint=args.node_checkpoint,
+                                      workdir=args.node_dir)
         print(f"node: keyframe -> points {result['node']['keyframe_to_points_ms']} ms, "
               f"camera -> render {result['node']['camera_to_render_ms']} ms, "
-              f"{result['node']['renders_per_camera_frame']:.2f} renders per camera frame")
+              f"{result['node']['renders_per_camera_frame']:.2f} renders per camera frame "
+              f"({result['node']['rendered_fraction_after_first_scene']:.2f} of the frames after the first scene)")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

@@ -26,6 +26,7 @@ HELP = "train an iLRM preset on synthetic scenes or recorded bags"
 # option name -> TrainConfig field, for options whose default comes from the config (None = not given)
 _CONFIG_OPTIONS = (
     "preset",
+    "arch",
     "init",
     "data",
     "bags",
@@ -84,6 +85,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--preset", choices=("small", "tiny", "re10k"), default=None, help=f"model size (default {d.preset})"
     )
     g.add_argument(
+        "--arch",
+        choices=("ilrm", "gslrm"),
+        default=None,
+        help=f"iLRM or the GS-LRM-style baseline at the preset's size (default {d.arch})",
+    )
+    g.add_argument(
         "--init", default=None, metavar="CKPT", help="start from these weights (fine-tuning), e.g. the published .ckpt"
     )
     g.add_argument(
@@ -132,6 +139,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("optimisation")
     g.add_argument("--steps", type=int, default=None, help=f"total optimiser steps of the schedule (default {d.steps})")
     g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) before this wall time")
+    g.add_argument(
+        "--chunk-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps of this run"
+    )
     g.add_argument("--batch-size", type=int, default=None, help=f"samples per GPU per step (default {d.batch_size})")
     g.add_argument("--lr", type=float, default=None, help=f"peak learning rate (default {d.lr})")
     g.add_argument("--warmup", type=int, default=None, help=f"linear warm-up steps (default {d.warmup})")
@@ -194,7 +204,9 @@ def run(args: argparse.Namespace) -> int:
             print(f"{what} {out} on {device} x{info.world_size}: {json.dumps(config.to_dict())}", flush=True)
         trainer = Trainer(config, out, device=device, resume=resume, dist_info=info)
         try:
-            summary = trainer.run(max_minutes=args.max_minutes, start_time=start, progress=not args.no_progress)
+            summary = trainer.run(
+                steps=args.chunk_steps, max_minutes=args.max_minutes, start_time=start, progress=not args.no_progress
+            )
         finally:
             trainer.close()
         if info.is_main:

@@ -7,7 +7,7 @@
 
 No biases anywhere; LayerNorms are bias-free; q and k heads pass an RMSNorm computed in
 float32; attention goes through ``F.scaled_dot_product_attention`` (softmax scale
-``1/sqrt(head_dim)``).
+``1/sqrt(head_dim)``; kernel choice in :mod:`.attention`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from .attention import attend
 
 
 def layer_norm(dim: int, eps: float = 1e-5) -> nn.LayerNorm:
@@ -58,12 +60,6 @@ def _heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
     return x.unflatten(-1, (-1, head_dim))
 
 
-def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """SDPA on ``[G, N, heads, D]`` inputs; returns ``[G, N, heads * D]``."""
-    out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-    return out.transpose(1, 2).flatten(-2)
-
-
 class CrossAttention(nn.Module):
     """Per-view cross-attention of query tokens (normalised) to support tokens (not normalised).
 
@@ -90,7 +86,7 @@ class CrossAttention(nn.Module):
         q = self.q_norm(_heads(self.q(h), self.head_dim))
         k = self.k_norm(_heads(self.k(s), self.head_dim))
         v = _heads(self.v(s), self.head_dim)
-        return self.proj(_attend(q, k, v)).reshape(b, n, c)
+        return self.proj(attend(q, k, v)).reshape(b, n, c)
 
 
 class SelfAttention(nn.Module):
@@ -108,7 +104,7 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         qkv = self.qkv(self.norm(x)).unflatten(-1, (3, -1, self.head_dim))  # [B, N, 3, heads, D]
         q, k, v = qkv.unbind(2)
-        return self.proj(_attend(self.q_norm(q), self.k_norm(k), v))
+        return self.proj(attend(self.q_norm(q), self.k_norm(k), v))
 
 
 class ReadBlock(nn.Module):

@@ -8,8 +8,10 @@
 * ``"compile+graph"``: the compiled forward captured in a CUDA graph;
 * ``"eager"``: the plain module.
 
-Off CUDA every mode falls back to eager. On CUDA with bf16 autocast the Linear weights are held
-as a bf16 copy, which is exactly what autocast would cast them to on every call anyway.
+``attention`` picks the SDPA kernel the forward is traced/captured with (:mod:`.attention`;
+``auto``: cuDNN on Hopper). Off CUDA every mode falls back to eager. On CUDA with bf16 autocast
+the Linear weights are held as a bf16 copy, which is exactly what autocast would cast them to on
+every call anyway.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from torch import nn
 
 from ..gaussians import Gaussians
+from .attention import attention_backend, resolve_backend
 from .ilrm import LRMBase
 
 MODES = ("graph", "compile", "compile+graph", "eager")
@@ -36,6 +39,17 @@ def _inference_copy(model: LRMBase, dtype: torch.dtype) -> LRMBase:
     return fast
 
 
+def placeholder_inputs(
+    batch: int, views: int, height: int, width: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Valid model inputs of one shape (grey images, cameras side by side): for warm-up and capture."""
+    images = torch.full((batch, views, 3, height, width), 0.5, device=device)
+    K = torch.tensor([[float(width), 0.0, width / 2], [0.0, float(width), height / 2], [0.0, 0.0, 1.0]], device=device)
+    c2w = torch.eye(4, device=device).repeat(batch, views, 1, 1)
+    c2w[..., 0, 3] = torch.linspace(-1.0, 1.0, views, device=device)
+    return images, K.expand(batch, views, 3, 3).contiguous(), c2w
+
+
 class CompiledForward:
     """A fixed-shape, low-overhead callable with the model's forward contract."""
 
@@ -49,6 +63,7 @@ class CompiledForward:
         batch_size: int = 1,
         clone_outputs: bool = True,
         warmup: int = 3,
+        attention: str = "auto",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -58,6 +73,7 @@ class CompiledForward:
         self.device = next(model.parameters()).device
         self.requested_mode = mode
         self.mode = mode if self.device.type == "cuda" else "eager"
+        self.attention = resolve_backend(attention, self.device)
         self.shape = (batch_size, v, h, w)
         self.clone_outputs = clone_outputs
         self.config = cfg
@@ -73,12 +89,7 @@ class CompiledForward:
         if self.mode == "eager":
             return
         # Static inputs, filled with a valid scene so warm-up/capture runs on sane values.
-        self._images = torch.full((batch_size, v, 3, h, w), 0.5, device=self.device)
-        K = torch.tensor([[float(w), 0.0, w / 2], [0.0, float(w), h / 2], [0.0, 0.0, 1.0]], device=self.device)
-        self._intrinsics = K.expand(batch_size, v, 3, 3).contiguous()
-        c2w = torch.eye(4, device=self.device).repeat(batch_size, v, 1, 1)
-        c2w[..., 0, 3] = torch.linspace(-1.0, 1.0, v, device=self.device)
-        self._cam_to_world = c2w
+        self._images, self._intrinsics, self._cam_to_world = placeholder_inputs(batch_size, v, h, w, self.device)
         self._warmup_and_capture(warmup)
 
     @torch.no_grad()
@@ -86,14 +97,14 @@ class CompiledForward:
         args = (self._images, self._intrinsics, self._cam_to_world)
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(stream):
+        with torch.cuda.stream(stream), attention_backend(self.attention, self.device):
             self.model(*args)  # eager first: fills per-shape caches (pixel grid) outside any tracing
             for _ in range(max(1, warmup)):
                 self._out = self._fn(*args)
         torch.cuda.current_stream(self.device).wait_stream(stream)
         if "graph" in self.mode:
             self._graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self._graph):
+            with torch.cuda.graph(self._graph), attention_backend(self.attention, self.device):
                 self._out = self._fn(*args)
         torch.cuda.synchronize(self.device)
 
@@ -106,7 +117,8 @@ class CompiledForward:
                 f"{tuple(intrinsics.shape)}, {tuple(cam_to_world.shape)}"
             )
         if self.mode == "eager":
-            return self.model(images, intrinsics, cam_to_world)
+            with attention_backend(self.attention, self.device):
+                return self.model(images, intrinsics, cam_to_world)
         self._images.copy_(images, non_blocking=True)
         self._intrinsics.copy_(intrinsics, non_blocking=True)
         self._cam_to_world.copy_(cam_to_world, non_blocking=True)
@@ -114,5 +126,6 @@ class CompiledForward:
             self._graph.replay()
             out = self._out
         else:
-            out = self._fn(self._images, self._intrinsics, self._cam_to_world)
+            with attention_backend(self.attention, self.device):
+                out = self._fn(self._images, self._intrinsics, self._cam_to_world)
         return Gaussians(**{k: t.clone() for k, t in vars(out).items()}) if self.clone_outputs else out

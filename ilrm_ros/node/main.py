@@ -24,11 +24,12 @@ def main(argv: list[str] | None = None) -> int:
     node = None
     code = 0
     try:
-        node = IlrmNode()
         # Single-threaded on purpose: refreshes run on the pipeline's own worker thread and every
         # callback is short; rclpy's MultiThreadedExecutor starved the worker of the GIL under a
-        # 30 Hz stream (measured: refresh p50 4.5 s vs 0.12 s; docs/reliability.md).
+        # 30 Hz stream (measured: refresh p50 4.5 s vs 0.12 s; docs/reliability.md). Made before the
+        # node, so a Ctrl-C right after "ready:" cannot land inside the executor's constructor.
         executor = SingleThreadedExecutor()
+        node = IlrmNode()
         executor.add_node(node)
         executor.spin()
     except StartupError as err:

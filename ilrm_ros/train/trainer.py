@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from ..model.config import PRESETS, ILRMConfig
 from . import distributed as D
 from .data import BagSource, SyntheticSource, ViewBatch
 from .losses import render_loss
@@ -45,6 +46,7 @@ class TrainConfig:
     """Everything that defines a training run (stored in every checkpoint's state)."""
 
     preset: str = "small"
+    arch: str = "ilrm"
     init: str | None = None
     data: str = "synthetic"
     bags: list[str] = field(default_factory=list)
@@ -150,9 +152,13 @@ class Trainer:
             state = read_state(ckpt)
             source = ckpt / MODEL_FILE
         else:
-            source = config.init or config.preset
+            source = config.init or PRESETS[config.preset].replace(arch=config.arch)
         torch.manual_seed(config.seed * 1000 + self.info.rank)
-        model = load_model(str(source), device=self.device, seed=config.seed)
+        model = load_model(
+            source if isinstance(source, ILRMConfig) else str(source), device=self.device, seed=config.seed
+        )
+        if resume is None and config.init and model.config.arch != config.arch:
+            raise ValueError(f"--init {config.init} holds an {model.config.arch!r} model, not --arch {config.arch!r}")
         model.train()
         model.gradient_checkpointing = config.grad_checkpointing
         self.model = model

@@ -170,6 +170,7 @@ def test_cpu_speed():
     assert min(times) < 0.1  # ~10 ms on one idle core
 
 
+@pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     K = default_intrinsics(64, 48)

@@ -112,3 +112,16 @@ def test_time_budget_stops_before_the_limit(tmp_path):
     assert summary["stopped"] == "time" and summary["step"] < 100_000
     assert time.monotonic() - start < 12.0
     assert read_state(tmp_path)["step"] == summary["step"]
+
+
+def test_gslrm_baseline_trains_through_the_same_loop(tmp_path):
+    """--arch gslrm: the GS-LRM-style baseline at the preset's size, saved with its arch."""
+    from ilrm_ros.model import load_model
+
+    trainer = Trainer(tiny_config(arch="gslrm", steps=2), tmp_path, device="cpu")
+    assert trainer.model.config.arch == "gslrm"
+    trainer.run(steps=2, progress=False)
+    trainer.close()
+    assert load_model(str(tmp_path / LAST_DIR / MODEL_FILE)).config.arch == "gslrm"
+    with pytest.raises(ValueError, match="gslrm"):
+        Trainer(tiny_config(arch="ilrm", init=str(tmp_path / LAST_DIR / MODEL_FILE)), tmp_path / "b", device="cpu")

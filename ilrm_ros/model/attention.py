@@ -1,9 +1,10 @@
 """Scaled dot-product attention for the model's blocks, and the choice of its CUDA kernel.
 
-PyTorch picks an SDPA kernel per call (flash, memory-efficient, cuDNN, math). On Hopper GPUs the
-cuDNN kernel is the fastest for iLRM's long global self-attention (docs/benchmarks.md), but PyTorch
-does not rank it first by default; :func:`attention_backend` pins the order for a block of code.
-All kernels compute the same maths (softmax scale ``1/sqrt(head_dim)``, no mask, no dropout).
+PyTorch picks an SDPA kernel per call (flash, memory-efficient, cuDNN, math), in an order that
+depends on its version. On the H100 the cuDNN kernel is the fastest for iLRM's long global
+self-attention (1.55x flash at 32 views, docs/benchmarks.md); PyTorch 2.11 already picks it, other
+versions rank flash first. :func:`attention_backend` pins the order for a block of code. All
+kernels compute the same maths (softmax scale ``1/sqrt(head_dim)``, no mask, no dropout).
 """
 
 from __future__ import annotations
@@ -45,13 +46,12 @@ def attention_backend(name: str, device: torch.device | None = None) -> Iterator
         return
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    first = {
-        "cudnn": SDPBackend.CUDNN_ATTENTION,
+    kernels = {
         "flash": SDPBackend.FLASH_ATTENTION,
+        "cudnn": SDPBackend.CUDNN_ATTENTION,
         "efficient": SDPBackend.EFFICIENT_ATTENTION,
         "math": SDPBackend.MATH,
-    }[resolved]
-    rest = (SDPBackend.FLASH_ATTENTION, SDPBackend.CUDNN_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
-    order = [first] + [b for b in rest if b != first]
+    }
+    order = [kernels[resolved]] + [k for other, k in kernels.items() if other != resolved]
     with sdpa_kernel(order, set_priority=True):
         yield resolved

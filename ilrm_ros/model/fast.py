@@ -39,17 +39,6 @@ def _inference_copy(model: LRMBase, dtype: torch.dtype) -> LRMBase:
     return fast
 
 
-def placeholder_inputs(
-    batch: int, views: int, height: int, width: int, device: torch.device
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Valid model inputs of one shape (grey images, cameras side by side): for warm-up and capture."""
-    images = torch.full((batch, views, 3, height, width), 0.5, device=device)
-    K = torch.tensor([[float(width), 0.0, width / 2], [0.0, float(width), height / 2], [0.0, 0.0, 1.0]], device=device)
-    c2w = torch.eye(4, device=device).repeat(batch, views, 1, 1)
-    c2w[..., 0, 3] = torch.linspace(-1.0, 1.0, views, device=device)
-    return images, K.expand(batch, views, 3, 3).contiguous(), c2w
-
-
 class CompiledForward:
     """A fixed-shape, low-overhead callable with the model's forward contract."""
 
@@ -89,7 +78,12 @@ class CompiledForward:
         if self.mode == "eager":
             return
         # Static inputs, filled with a valid scene so warm-up/capture runs on sane values.
-        self._images, self._intrinsics, self._cam_to_world = placeholder_inputs(batch_size, v, h, w, self.device)
+        self._images = torch.full((batch_size, v, 3, h, w), 0.5, device=self.device)
+        K = torch.tensor([[float(w), 0.0, w / 2], [0.0, float(w), h / 2], [0.0, 0.0, 1.0]], device=self.device)
+        self._intrinsics = K.expand(batch_size, v, 3, 3).contiguous()
+        c2w = torch.eye(4, device=self.device).repeat(batch_size, v, 1, 1)
+        c2w[..., 0, 3] = torch.linspace(-1.0, 1.0, v, device=self.device)
+        self._cam_to_world = c2w
         self._warmup_and_capture(warmup)
 
     @torch.no_grad()

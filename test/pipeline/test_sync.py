@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
+from poses import yaw_pose as _pose
 
 from ilrm_ros.pipeline.sync import NS, DropFrame, PoseBuffer
-
-
-def _pose(xyz, yaw_deg: float = 0.0) -> np.ndarray:
-    c, s = math.cos(math.radians(yaw_deg)), math.sin(math.radians(yaw_deg))
-    T = np.eye(4)
-    T[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
-    T[:3, 3] = xyz
-    return T
 
 
 def _drop_reason(buf: PoseBuffer, stamp: int) -> str:

@@ -153,6 +153,7 @@ class SyntheticRoom:
         self.spheres = [o for o in objects if isinstance(o, Sphere)]
         self.cylinders = [o for o in objects if isinstance(o, Cylinder)]
         self.objects: list[Primitive] = [*self.boxes, *self.spheres, *self.cylinders]
+        self._box_fp, self._round_fp = _footprint_tables(self.boxes), _footprint_tables(self.spheres + self.cylinders)
 
         kinds = ["floor", "ceiling", "wall", "wall", "wall", "wall"] + ["object"] * len(self.objects)
         self.materials = [_random_material(rng, 1000 + 97 * i + self.seed % 100000, k) for i, k in enumerate(kinds)]
@@ -213,18 +214,25 @@ class SyntheticRoom:
         return Cylinder((0.0, 0.0, float(hz)), float(r), float(hz))
 
     def _build_tensors(self) -> None:
-        dev, f32 = self.device, torch.float32
-        t = lambda x, dtype=f32: torch.tensor(x, dtype=dtype, device=dev)  # noqa: E731
-        self._lo, self._hi = t(self.lo), t(self.hi)
+        """The scene's tables as tensors on the room's device (see :func:`_to_device`)."""
+        tables = self._tables()
+        for name, tensor in _to_device(tables, self.device).items():
+            setattr(self, name, tensor)
+
+    def _tables(self) -> dict[str, torch.Tensor]:
+        """Shape, primitive and material tables (CPU tensors) keyed by attribute name."""
+        f32 = torch.float32
+        t = lambda x, dtype=f32: torch.tensor(x, dtype=dtype)  # noqa: E731
+        out = {"_lo": t(self.lo), "_hi": t(self.hi)}
         b, s, c = self.boxes, self.spheres, self.cylinders
-        self._box_c = t([o.center for o in b]).reshape(-1, 3)
-        self._box_h = t([o.half for o in b]).reshape(-1, 3)
-        self._box_cs = t([(math.cos(o.yaw), math.sin(o.yaw)) for o in b]).reshape(-1, 2)
-        self._sph_c = t([o.center for o in s]).reshape(-1, 3)
-        self._sph_r = t([o.radius for o in s]).reshape(-1)
-        self._cyl_c = t([o.center for o in c]).reshape(-1, 3)
-        self._cyl_r = t([o.radius for o in c]).reshape(-1)
-        self._cyl_h = t([o.half_height for o in c]).reshape(-1)
+        out["_box_c"] = t([o.center for o in b]).reshape(-1, 3)
+        out["_box_h"] = t([o.half for o in b]).reshape(-1, 3)
+        out["_box_cs"] = t([(math.cos(o.yaw), math.sin(o.yaw)) for o in b]).reshape(-1, 2)
+        out["_sph_c"] = t([o.center for o in s]).reshape(-1, 3)
+        out["_sph_r"] = t([o.radius for o in s]).reshape(-1)
+        out["_cyl_c"] = t([o.center for o in c]).reshape(-1, 3)
+        out["_cyl_r"] = t([o.radius for o in c]).reshape(-1)
+        out["_cyl_h"] = t([o.half_height for o in c]).reshape(-1)
         # Per-primitive tables (index 0 = the room).
         centers = [tuple((self.lo + self.hi) / 2)] + [o.center for o in self.objects]
         halves, yaws, types = [tuple((self.hi - self.lo) / 2)], [0.0], [_ROOM]
@@ -238,27 +246,45 @@ class SyntheticRoom:
             halves.append(half)
             yaws.append(yaw)
             types.append(kind)
-        self._p_center = t(centers)
-        self._p_half = t(halves)
-        self._p_cs = t([(math.cos(y), math.sin(y)) for y in yaws])
-        self._p_type = t(types, torch.long)
+        out["_p_center"] = t(centers)
+        out["_p_half"] = t(halves)
+        out["_p_cs"] = t([(math.cos(y), math.sin(y)) for y in yaws])
+        out["_p_cs_world"] = out["_p_cs"] * t([1.0, -1.0])  # local -> world: rotate by +yaw
+        out["_p_type"] = t(types, torch.long)
         m = self.materials
-        self._m_pattern = t([x.pattern for x in m], torch.long)
-        self._m_a = t([x.color_a for x in m])
-        self._m_b = t([x.color_b for x in m])
-        self._m_scale = t([x.scale for x in m])
-        self._m_cs = t([(math.cos(x.angle), math.sin(x.angle)) for x in m])
-        self._m_grout = t([x.grout for x in m])
-        self._m_dfreq = t([x.detail_freq for x in m])
-        self._m_damp = t([x.detail_amp for x in m])
-        self._m_salt = t([x.salt for x in m], torch.long)
-        self._light = t(self.light_dir)
+        out["_m_pattern"] = t([x.pattern for x in m], torch.long)
+        out["_m_a"] = t([x.color_a for x in m])
+        out["_m_b"] = t([x.color_b for x in m])
+        out["_m_scale"] = t([x.scale for x in m])
+        out["_m_cs"] = t([(math.cos(x.angle), math.sin(x.angle)) for x in m])
+        out["_m_grout"] = t([x.grout for x in m])
+        out["_m_dfreq"] = t([x.detail_freq for x in m])
+        out["_m_damp"] = t([x.detail_amp for x in m])
+        out["_m_salt"] = t([x.salt for x in m], torch.long)
+        out["_light"] = t(self.light_dir)
+        out["_axes"] = t([0, 1, 2], torch.long)
+        # Constants as 0-d tensors on the device: ``torch.where`` broadcasts them for free (a
+        # ``full_like`` or a Python scalar would each cost a kernel launch on CUDA).
+        out["_inf"], out["_zero"], out["_tiny"] = t(math.inf), t(0.0), t(1e-12)
+        out["_one"], out["_minus_one"] = t(1.0), t(-1.0)
+        return out
 
     def to(self, device: str | torch.device) -> "SyntheticRoom":
         """The same scene rendering on another device (this object is moved in place and returned)."""
         self.device = torch.device(device)
         self._build_tensors()
         return self
+
+    def __getstate__(self) -> dict:
+        """Pickles as a CPU room without its tensors (rebuilt on load): planner processes send
+        rooms back with their paths, and torch's pickler would share each tensor's memory."""
+        state = {k: v for k, v in self.__dict__.items() if not isinstance(v, torch.Tensor)}
+        state["device"] = torch.device("cpu")
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._build_tensors()
 
     # ------------------------------------------------------------------ queries
     @property
@@ -270,19 +296,28 @@ class SyntheticRoom:
         """Signed distance in the floor plane from points ``[..., 2]`` to the nearest wall or
         object footprint (positive in free space); every object counts at all heights."""
         xy = np.asarray(xy, dtype=np.float64)
-        x, y = xy[..., 0], xy[..., 1]
-        d = np.minimum.reduce([x - self.lo[0], self.hi[0] - x, y - self.lo[1], self.hi[1] - y])
-        for o in self.objects:
-            px, py = x - o.center[0], y - o.center[1]
-            if isinstance(o, Box):
-                c, s = math.cos(o.yaw), math.sin(o.yaw)
-                qx = np.abs(c * px + s * py) - o.half[0]
-                qy = np.abs(-s * px + c * py) - o.half[1]
-                od = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
-            else:
-                od = np.hypot(px, py) - o.radius
-            d = np.minimum(d, od)
-        return d
+        return self.free_distance_xy(xy[..., 0], xy[..., 1])
+
+    def free_distance_xy(self, x: np.ndarray | float, y: np.ndarray | float) -> np.ndarray:
+        """:meth:`free_distance_2d` of points given by their coordinates (arrays of one shape).
+
+        Objects are evaluated at once, on a leading axis: path planning calls this thousands of
+        times per path for one point or a few hundred, where numpy's per-call cost dominates.
+        """
+        shape = np.shape(x)
+        x, y = np.reshape(x, -1).astype(np.float64, copy=False), np.reshape(y, -1).astype(np.float64, copy=False)
+        d = np.minimum(np.minimum(x - self.lo[0], self.hi[0] - x), np.minimum(y - self.lo[1], self.hi[1] - y))
+        box = self._box_fp
+        if box is not None:
+            px, py = x - box["x"], y - box["y"]
+            qx = np.abs(box["cos"] * px + box["sin"] * py) - box["hx"]
+            qy = np.abs(box["-sin"] * px + box["cos"] * py) - box["hy"]
+            od = np.hypot(np.maximum(qx, 0), np.maximum(qy, 0)) + np.minimum(np.maximum(qx, qy), 0)
+            d = np.minimum(d, od.min(0))
+        rnd = self._round_fp
+        if rnd is not None:
+            d = np.minimum(d, (np.hypot(x - rnd["x"], y - rnd["y"]) - rnd["r"]).min(0))
+        return d.reshape(shape)[()]
 
     def sdf(self, points: torch.Tensor) -> torch.Tensor:
         """Signed distance (metres) from points ``[..., 3]`` to the scene surfaces: positive in free
@@ -329,8 +364,8 @@ class SyntheticRoom:
 
         Rays that leave the scene (a camera outside the room) get black and depth 0.
         """
-        K = torch.as_tensor(intrinsics).to(self.device, torch.float32)
-        T = torch.as_tensor(cam_to_world).to(self.device, torch.float32)
+        K = upload(torch.as_tensor(intrinsics), self.device, torch.float32)
+        T = upload(torch.as_tensor(cam_to_world), self.device, torch.float32)
         unbatched = T.dim() == 2
         T = T.reshape(-1, 4, 4)
         K = K.reshape(-1, 3, 3).expand(T.shape[0], 3, 3)
@@ -343,10 +378,14 @@ class SyntheticRoom:
         xs, ys = xs.reshape(1, -1), ys.reshape(1, -1)
         # Small chunks keep CPU temporaries in cache; CUDA prefers big launches.
         limit = _MAX_RAYS_PER_CHUNK if self.device.type == "cuda" else _MAX_RAYS_PER_CHUNK_CPU
-        rgb = torch.empty(C, N, 3, device=self.device)
-        depth = torch.empty(C, N, device=self.device)
         cams = max(1, limit // N)
         pix = min(N, limit)
+        if cams >= C and pix >= N:  # one chunk (the usual case on CUDA): no copies into a buffer
+            rgb, depth = self._render_rays(K, T, xs, ys)
+            rgb, depth = rgb.reshape(C, height, width, 3), depth.reshape(C, height, width)
+            return (rgb[0], depth[0]) if unbatched else (rgb, depth)
+        rgb = torch.empty(C, N, 3, device=self.device)
+        depth = torch.empty(C, N, device=self.device)
         for c0 in range(0, C, cams):
             c1 = min(C, c0 + cams)
             for p0 in range(0, N, pix):
@@ -379,17 +418,16 @@ class SyntheticRoom:
         t_all = torch.cat(ts, -1)  # [C, N, P]
         t_hit, prim = t_all.min(-1)
         valid = torch.isfinite(t_hit)
-        t_hit = torch.where(valid, t_hit, torch.zeros_like(t_hit))
+        t_hit = torch.where(valid, t_hit, self._zero)
         rgb = self._shade(o + t_hit[..., None] * d, d, prim)
-        rgb = torch.where(valid[..., None], rgb, torch.zeros_like(rgb))
+        rgb = torch.where(valid[..., None], rgb, self._zero)
         return rgb, t_hit
 
     # Intersections: o [C, 1, 3], d [C, N, 3] -> t [C, N, K] (inf where missed).
     def _hit_room(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        inf = torch.full_like(d, math.inf)
-        t = torch.where(d > 0, (self._hi - o) / d, torch.where(d < 0, (self._lo - o) / d, inf))
+        t = torch.where(d > 0, (self._hi - o) / d, torch.where(d < 0, (self._lo - o) / d, self._inf))
         t = t.amin(-1)
-        return torch.where(t > _EPS_T, t, torch.full_like(t, math.inf))
+        return torch.where(t > _EPS_T, t, self._inf)
 
     @staticmethod
     def _to_local(v: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:
@@ -399,14 +437,14 @@ class SyntheticRoom:
     def _hit_boxes(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         ol = self._to_local(o[:, :, None, :] - self._box_c, self._box_cs)  # [C, 1, K, 3]
         dl = self._to_local(d[:, :, None, :].expand(-1, -1, self._box_c.shape[0], -1), self._box_cs)
-        dl = torch.where(dl.abs() < 1e-12, torch.full_like(dl, 1e-12), dl)
+        dl = torch.where(dl.abs() < 1e-12, self._tiny, dl)
         inv = 1.0 / dl
         t1 = (-self._box_h - ol) * inv
         t2 = (self._box_h - ol) * inv
         tnear = torch.minimum(t1, t2).amax(-1)
         tfar = torch.maximum(t1, t2).amin(-1)
         hit = (tnear <= tfar) & (tnear > _EPS_T)
-        return torch.where(hit, tnear, torch.full_like(tnear, math.inf))
+        return torch.where(hit, tnear, self._inf)
 
     def _hit_spheres(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         oc = o[:, :, None, :] - self._sph_c  # [C, 1, K, 3]
@@ -417,9 +455,8 @@ class SyntheticRoom:
         sq = disc.clamp_min(0).sqrt()
         t0 = (-hb - sq) / a
         t1 = (-hb + sq) / a
-        inf = torch.full_like(t0, math.inf)
-        t = torch.where(t0 > _EPS_T, t0, torch.where(t1 > _EPS_T, t1, inf))
-        return torch.where(disc >= 0, t, inf)
+        t = torch.where(t0 > _EPS_T, t0, torch.where(t1 > _EPS_T, t1, self._inf))
+        return torch.where(disc >= 0, t, self._inf)
 
     def _hit_cylinders(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
         oc = o[:, :, None, :] - self._cyl_c  # [C, 1, K, 3]
@@ -430,15 +467,14 @@ class SyntheticRoom:
         hb = ox * dx + oy * dy
         disc = hb * hb - a * (ox * ox + oy * oy - r2)
         ts = (-hb - disc.clamp_min(0).sqrt()) / a
-        inf = torch.full_like(ts, math.inf)
         side_ok = (disc >= 0) & (ts > _EPS_T) & ((oz + ts * dz).abs() <= hz)
-        t = torch.where(side_ok, ts, inf)
-        dz_safe = torch.where(dz.abs() < 1e-12, torch.full_like(dz, 1e-12), dz)
+        t = torch.where(side_ok, ts, self._inf)
+        dz_safe = torch.where(dz.abs() < 1e-12, self._tiny, dz)
         for sign in (-1.0, 1.0):
             tc = (sign * hz - oz) / dz_safe
             px, py = ox + tc * dx, oy + tc * dy
             cap_ok = (tc > _EPS_T) & (px * px + py * py <= r2)
-            t = torch.minimum(t, torch.where(cap_ok, tc, inf))
+            t = torch.minimum(t, torch.where(cap_ok, tc, self._inf))
         return t
 
     def _shade(self, p: torch.Tensor, d: torch.Tensor, prim: torch.Tensor) -> torch.Tensor:
@@ -452,8 +488,8 @@ class SyntheticRoom:
         # Box-like (room, boxes): the face is the axis where |q| is largest.
         axis = q.abs().argmax(-1)
         qa = torch.gather(q, -1, axis[..., None])[..., 0]
-        sgn = torch.where(qa >= 0, 1.0, -1.0)
-        n_box = torch.nn.functional.one_hot(axis, 3).to(p.dtype) * sgn[..., None]
+        sgn = torch.where(qa >= 0, self._one, self._minus_one)
+        n_box = (axis[..., None] == self._axes).to(p.dtype) * sgn[..., None]  # one_hot without its checks
         # Sphere.
         n_sph = loc / loc.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         # Cylinder: cap when |q_z| beats the radial coordinate.
@@ -461,7 +497,8 @@ class SyntheticRoom:
         cap = q[..., 2].abs() > radial
         rxy = torch.sqrt(lx * lx + ly * ly).clamp_min(1e-9)
         n_side = torch.stack([lx / rxy, ly / rxy, torch.zeros_like(lx)], -1)
-        n_cap = torch.stack([torch.zeros_like(lx), torch.zeros_like(lx), torch.where(q[..., 2] >= 0, 1.0, -1.0)], -1)
+        cap_sign = torch.where(q[..., 2] >= 0, self._one, self._minus_one)
+        n_cap = torch.stack([torch.zeros_like(lx), torch.zeros_like(lx), cap_sign], -1)
         n_cyl = torch.where(cap[..., None], n_cap, n_side)
         is_box = (ptype == _ROOM) | (ptype == _BOX)
         n_loc = torch.where(is_box[..., None], n_box, torch.where((ptype == _SPHERE)[..., None], n_sph, n_cyl))
@@ -476,24 +513,77 @@ class SyntheticRoom:
         v = torch.where(is_box, v_box, torch.where(ptype == _SPHERE, v_sph, v_cyl))
 
         # Material: room faces 0..5 by normal, objects 6.. by primitive index.
-        face = torch.where(axis == 2, torch.where(sgn > 0, CEILING, FLOOR), 2 + 2 * axis + (sgn > 0).long())
+        upper = (sgn > 0).long()  # == torch.where(sgn > 0, CEILING, FLOOR), as CEILING = 1 and FLOOR = 0
+        face = torch.where(axis == 2, upper, 2 + 2 * axis + upper)
         mat = torch.where(ptype == _ROOM, face, prim + 5)
         mcs = self._m_cs[mat]
         scale = self._m_scale[mat]
         su = (mcs[..., 0] * u + mcs[..., 1] * v) / scale
         sv = (-mcs[..., 1] * u + mcs[..., 0] * v) / scale
         salt = self._m_salt[mat]
-        w = textures.pattern_value(self._m_pattern[mat], su, sv, salt, self._m_grout[mat])
-        albedo = torch.lerp(self._m_a[mat], self._m_b[mat], w[..., None])
         fq = self._m_dfreq[mat]
-        detail = textures.fbm(u * fq, v * fq, salt + 31, octaves=2)
+        w, detail = textures.surface_texture(
+            self._m_pattern[mat], su, sv, salt, self._m_grout[mat], u * fq, v * fq, salt + 31, detail_octaves=2
+        )
+        albedo = torch.lerp(self._m_a[mat], self._m_b[mat], w[..., None])
         albedo = albedo * (1.0 + 2.0 * self._m_damp[mat] * (detail - 0.5))[..., None]
 
         # Lambert: world normal facing the camera, one directional light plus ambient.
-        n = self._to_local(n_loc, cs * cs.new_tensor([1.0, -1.0]))  # local -> world: rotate by +yaw
+        n = self._to_local(n_loc, self._p_cs_world[prim])  # local -> world: rotate by +yaw
         n = torch.where(((n * d).sum(-1) > 0)[..., None], -n, n)
         lam = (n * self._light).sum(-1).clamp_min(0)
         return (albedo * (self.ambient + self.diffuse * lam)[..., None]).clamp(0.0, 1.0)
+
+
+def _to_device(tables: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """CPU tensors moved to ``device`` without a host sync: on CUDA they travel packed, one
+    pinned buffer per dtype copied asynchronously, instead of one blocking copy (a device
+    sync, stalling the host until queued training work is done) per tensor."""
+    if device.type == "cpu":
+        return dict(tables)
+    out = {}
+    for dtype in dict.fromkeys(t.dtype for t in tables.values()):
+        names = [k for k, t in tables.items() if t.dtype == dtype]
+        flat = upload(torch.cat([tables[k].reshape(-1) for k in names]), device)
+        for k, part in zip(names, flat.split([tables[k].numel() for k in names])):
+            out[k] = part.view(tables[k].shape)
+    return out
+
+
+def upload(x: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``x.to(device, dtype)``, asynchronous from the CPU to CUDA (through pinned memory).
+
+    A plain ``.to("cuda")`` of pageable memory blocks the host until the GPU has finished all
+    queued work; the renderer's inputs are tiny, so pinning them costs little.
+    """
+    x = x if dtype is None else x.to(dtype)
+    if x.device.type == "cpu" and device.type == "cuda":
+        return x.contiguous().pin_memory().to(device, non_blocking=True)
+    return x.to(device)
+
+
+def _footprint_tables(objects: Sequence[Primitive]) -> dict[str, np.ndarray] | None:
+    """Float64 per-object columns ``[K, 1]`` of floor footprints (boxes or round ones) for
+    :meth:`SyntheticRoom.free_distance_xy`.
+
+    The yaw's cos/sin come from ``math`` (not numpy's SIMD versions) so distances match the
+    per-object formulas bit for bit.
+    """
+    if not objects:
+        return None
+    col = lambda values: np.array(values, dtype=np.float64)[:, None]  # noqa: E731
+    table = {"x": col([o.center[0] for o in objects]), "y": col([o.center[1] for o in objects])}
+    if isinstance(objects[0], Box):
+        table.update(
+            cos=col([math.cos(o.yaw) for o in objects]),
+            sin=col([math.sin(o.yaw) for o in objects]),
+            hx=col([o.half[0] for o in objects]),
+            hy=col([o.half[1] for o in objects]),
+        )
+        table["-sin"] = -table["sin"]
+    else:
+        table["r"] = col([o.radius for o in objects])
+    return table
 
 
 def _with_xy(obj: Primitive, xy: np.ndarray) -> Primitive:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 import torch
@@ -63,13 +63,24 @@ class ViewBatch:
 
 @dataclass
 class SyntheticPath:
-    """A camera path through ``SyntheticRoom(seed)``: poses ``[F, 4, 4]`` float64 (numpy), its keyframes."""
+    """A camera path through ``SyntheticRoom(seed)``: poses ``[F, 4, 4]`` float64 (numpy), its keyframes.
+
+    ``room`` is the CPU room it was planned in (when known), so the room is not generated again.
+    """
 
     seed: int
     kind: str
     hfov_deg: float
     cam_to_world: np.ndarray
     keyframes: np.ndarray
+    room: object | None = field(default=None, compare=False, repr=False)
+
+    def make_room(self, device: torch.device | str = "cpu"):
+        """``SyntheticRoom(seed)`` on ``device``: the planner's room, moved (and taken), or a new one."""
+        from ilrm_ros.synthetic import SyntheticRoom
+
+        room, self.room = self.room, None
+        return SyntheticRoom(self.seed, device=device) if room is None else room.to(device)
 
 
 @dataclass
@@ -123,16 +134,15 @@ def plan_synthetic_path(
     else:
         raise ValueError(f"unknown trajectory kind {kind!r} (robot, handheld)")
     poses = np.asarray(poses, dtype=np.float64)
-    return SyntheticPath(int(seed), kind, hfov, poses, keyframe_indices(poses))
+    return SyntheticPath(int(seed), kind, hfov, poses, keyframe_indices(poses), room)
 
 
 def make_synthetic_scene(
     seed: int, device: torch.device | str = "cpu", num_frames: int = 200, rate_hz: float = 10.0, kind: str | None = None
 ) -> SyntheticScene:
     """``SyntheticRoom(seed)`` on ``device`` with its path (:func:`plan_synthetic_path`)."""
-    from ilrm_ros.synthetic import SyntheticRoom
-
-    return SyntheticScene(SyntheticRoom(int(seed), device=device), plan_synthetic_path(seed, num_frames, rate_hz, kind))
+    path = plan_synthetic_path(seed, num_frames, rate_hz, kind)
+    return SyntheticScene(path.make_room(device), path)
 
 
 def render_views(
@@ -141,20 +151,22 @@ def render_views(
     """Render view choices of one scene (one ``room.render`` call) into a :class:`ViewBatch` of
     ``len(choices)`` samples on the room's device; the choices must share their view counts."""
     from ilrm_ros.synthetic import default_intrinsics
+    from ilrm_ros.synthetic.room import upload
 
     choices = [choices] if isinstance(choices, ViewChoice) else list(choices)
     v, t = len(choices[0].context), len(choices[0].targets)
     idx = np.concatenate([np.concatenate([c.context, c.targets]) for c in choices])
-    K = default_intrinsics(width, height, scene.path.hfov_deg).float().expand(len(idx), 3, 3)
-    c2w = torch.from_numpy(scene.path.cam_to_world[idx]).float()
+    # Inputs go to the room's device once, asynchronously (no host sync; see ``upload``).
+    device = scene.room.device
+    K = upload(default_intrinsics(width, height, scene.path.hfov_deg), device, torch.float32).expand(len(idx), 3, 3)
+    c2w = upload(torch.from_numpy(scene.path.cam_to_world[idx]), device, torch.float32)
+    beyond = upload(torch.from_numpy(np.stack([c.beyond for c in choices])), device)
     rgb, depth = scene.room.render(K, c2w, height, width)
-    device = rgb.device
     b = len(choices)
-    images = rgb.permute(0, 3, 1, 2).reshape(b, v + t, 3, height, width)
-    K = K.to(device).reshape(b, v + t, 3, 3)
-    c2w = c2w.to(device).reshape(b, v + t, 4, 4)
+    images = rgb.reshape(b, v + t, height, width, 3).permute(0, 1, 4, 2, 3)  # a view: one copy per part below
+    K = K.reshape(b, v + t, 3, 3)
+    c2w = c2w.reshape(b, v + t, 4, 4)
     depth = depth.reshape(b, v + t, height, width)
-    beyond = torch.as_tensor(np.stack([c.beyond for c in choices]), device=device)
     return ViewBatch(
         context_images=images[:, :v].contiguous(),
         context_intrinsics=K[:, :v].contiguous(),
@@ -242,11 +254,9 @@ class SyntheticSource:
     def _scene(self, index: int) -> SyntheticScene:
         scene = self._scenes.get(index)
         if scene is None:
-            from ilrm_ros.synthetic import SyntheticRoom
-
             future = self._plans.pop(index, None)
             path = future.result() if future is not None else _plan_with_fallback(self.scene_seed(index), self.seeds)
-            scene = SyntheticScene(SyntheticRoom(path.seed, device=self.device), path)
+            scene = SyntheticScene(path.make_room(self.device), path)
             self._scenes[index] = scene
         return scene
 

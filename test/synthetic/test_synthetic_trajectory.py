@@ -119,3 +119,15 @@ def test_interpolate_poses():
     # Outside: clamped to the ends.
     out = interpolate_poses(stamps, T, np.array([stamps[0] - 10**9, stamps[-1] + 10**9]))
     torch.testing.assert_close(out, T[[0, -1]], atol=1e-9, rtol=0)
+
+
+def test_scalar_clip_matches_numpy_including_signed_zeros():
+    from ilrm_ros.synthetic.trajectory import _clip
+
+    values = [-0.0, 0.0, 0.5, -0.5, 1.0, -1.0, 2.0, math.inf, -math.inf, math.nan]
+    bounds = [(-0.0, 0.0), (0.0, 0.0), (0.0, -0.0), (-1.0, 1.0), (0.0, 0.7), (-0.5, -0.0)]
+    for x in values:
+        for lo, hi in bounds:
+            got, want = _clip(x, lo, hi), float(np.clip(x, lo, hi))
+            same = got == want or (math.isnan(got) and math.isnan(want))
+            assert same and math.copysign(1, got) == math.copysign(1, want), (x, lo, hi)

@@ -123,3 +123,25 @@ def test_worker_processes_do_not_change_the_stream():
             assert torch.equal(a.target_cam_to_world, b.target_cam_to_world)
     finally:
         pooled.close()
+
+
+def test_planned_room_is_reused_and_survives_pickling():
+    import pickle
+
+    from ilrm_ros.synthetic import SyntheticRoom
+    from ilrm_ros.train.data import plan_synthetic_path
+
+    path = plan_synthetic_path(12)
+    assert path.room is not None and path.room.seed == path.seed
+    sent = pickle.loads(pickle.dumps(path))  # as a planner process returns it
+    assert np.array_equal(sent.cam_to_world, path.cam_to_world) and sent.room is not None
+    room = sent.make_room("cpu")
+    assert sent.room is None  # taken by the scene
+    fresh = SyntheticRoom(path.seed)
+    assert room.objects == fresh.objects and room.materials == fresh.materials
+    pose = torch.from_numpy(path.cam_to_world[5]).float()
+    from ilrm_ros.synthetic import default_intrinsics
+
+    K = default_intrinsics(20, 16, path.hfov_deg)
+    for a, b in zip(room.render(K, pose, 16, 20), fresh.render(K, pose, 16, 20)):
+        assert torch.equal(a, b)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -181,16 +181,20 @@ def _model_line(row: dict) -> str:
 
 
 def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0, width: int = 160,
-                 height: int = 120, seed: int = 7, workdir: str = "runs/bench_node", checkpoint: str = "") -> dict:
+                 height: int = 120, seed: int = 7, workdir: str = "runs/bench_node", checkpoint: str = "",
+                 params: Sequence[str] = ()) -> dict:
     """The node end to end on the real ROS graph: a synthetic bag played at ``rate_hz`` into `ilrm_node`.
 
     Keyframe image publish -> `~/points` arrival (the cloud is stamped with the newest keyframe's
     stamp), and camera image publish -> `~/render/image` arrival for the same stamp, p50/p95 in ms,
-    with the render topic running at the camera rate.
+    with the render topic running at the camera rate. ``params``: extra node parameters
+    (``name:=value``). ``node_diagnostics``: the node's last
+    /diagnostics values (its own refresh, refresh-wait, point-packing and render latencies, GPU memory).
     """
     from pathlib import Path
 
     import numpy as np
+    from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, PointCloud2
 
@@ -205,16 +209,19 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
     bag = out / "input_bag"
     write_synthetic_bag(bag, frames=frames, rate_hz=rate_hz, width=width, height=height, seed=seed, overwrite=True)
     published: dict[int, float] = {}
-    points: list[tuple[int, float]] = []
+    points: list[tuple[int, float, int]] = []
     renders: list[tuple[int, float]] = []
-    with NodeSession(out, device, checkpoint, rate_hz, client_name="ilrm_bench") as session:
+    diagnostics: dict[str, str] = {}
+    with NodeSession(out, device, checkpoint, rate_hz, client_name="ilrm_bench", params=params) as session:
         client = session.client
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)
         client.create_subscription(PointCloud2, "/ilrm/points",
-                                   lambda m: points.append((stamp_ns(m.header), time.monotonic())), latched)
+                                   lambda m: points.append((stamp_ns(m.header), time.monotonic(), m.width)), latched)
         client.create_subscription(Image, "/ilrm/render/image",
                                    lambda m: renders.append((stamp_ns(m.header), time.monotonic())), 50)
+        client.create_subscription(DiagnosticArray, "/diagnostics", lambda m: diagnostics.update(
+            {kv.key: kv.value for st in m.status if st.name.endswith(": ilrm") for kv in st.values}), 10)
         player = BagPlayer(client, bag, topics=[IMAGE_TOPIC, INFO_TOPIC, POSE_TOPIC])
         session.wait_for_subscribers(player.publishers.values())
         player.on_publish = lambda topic, stamp: published.setdefault(stamp, time.monotonic()) \
@@ -222,7 +229,7 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
         player.run()
         time.sleep(2.0)
     first_points = {}
-    for stamp, t in points:
+    for stamp, t, _ in points:
         first_points.setdefault(stamp, t)
     points_ms = [(t - published[s]) * 1e3 for s, t in first_points.items() if s in published]
     render_ms = [(t - published[s]) * 1e3 for s, t in renders if s in published]
@@ -231,10 +238,12 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
     first_scene = min(first_points.values(), default=float("inf"))
     later = {s for s, t in published.items() if t > first_scene}
     rendered_later = {s for s, _ in renders if s in later}
-    return {"device": device, "checkpoint": checkpoint or "shipped", "frames": frames,
+    return {"device": device, "checkpoint": checkpoint or "shipped", "params": list(params), "frames": frames,
             "rate_hz": rate_hz, "resolution": [width, height],
             "keyframe_to_points_ms": pct(points_ms), "refreshes_measured": len(points_ms),
             "keyframe_to_points_all_ms": [round(v, 1) for v in points_ms],
+            "points_per_cloud_max": max((n for _, _, n in points), default=0),
             "camera_to_render_ms": pct(render_ms), "renders": len(renders),
             "renders_per_camera_frame": len(renders) / frames,
-            "rendered_fraction_after_first_scene": len(rendered_later) / len(later) if later else 0.0}
+            "rendered_fraction_after_first_scene": len(rendered_later) / len(later) if later else 0.0,
+            "node_diagnostics": diagnostics}

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ NODE_NAME = "ilrm"
 
 
 def _start_node(out_dir: Path, device: str, checkpoint: str, render_rate: float, log_path: Path,
-                viewer: bool = False) -> subprocess.Popen:
+                viewer: bool = False, params: Sequence[str] = ()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ilrm_ros.node.main", "--ros-args",
            "-r", f"__node:={NODE_NAME}",
            "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}", "-r", f"pose:={POSE_TOPIC}",
@@ -41,6 +42,8 @@ def _start_node(out_dir: Path, device: str, checkpoint: str, render_rate: float,
         cmd += ["-p", f"checkpoint:={checkpoint}"]
     if viewer:
         cmd += ["-p", "viewer.enabled:=true"]
+    for param in params:
+        cmd += ["-p", param]
     log = open(log_path, "w")
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
 
@@ -53,14 +56,14 @@ class NodeSession:
     """
 
     def __init__(self, out_dir: Path, device: str, checkpoint: str = "", render_rate: float = 15.0,
-                 viewer: bool = False, client_name: str = "ilrm_client") -> None:
+                 viewer: bool = False, client_name: str = "ilrm_client", params: Sequence[str] = ()) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.log_path = out_dir / "node.log"
-        self.proc = _start_node(out_dir, device, checkpoint, render_rate, self.log_path, viewer)
+        self.proc = _start_node(out_dir, device, checkpoint, render_rate, self.log_path, viewer, params)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.client = Node(client_name, context=self.context)

@@ -8,7 +8,8 @@ from ilrm_ros.cli import main
 def test_bench_quick_with_node(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "bench.json"
-    assert main(["bench", "--quick", "--node", "--device", "cpu", "--out", str(out)]) == 0
+    assert main(["bench", "--quick", "--node", "--device", "cpu", "--node-param", "points.max_points:=5000",
+                 "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     model = result["model"][0]
     assert model["preset"] == "small" and model["ms"] > 0 and model["gflop"] > 1
@@ -18,3 +19,7 @@ def test_bench_quick_with_node(tmp_path, monkeypatch):
     assert node["renders"] >= 1
     assert len(node["keyframe_to_points_all_ms"]) == node["refreshes_measured"]
     assert 0.0 < node["rendered_fraction_after_first_scene"] <= 1.0
+    # The node's own view, from its /diagnostics: refresh timings, and the extra parameter took effect.
+    diag = node["node_diagnostics"]
+    assert float(diag["refresh_latency_p50_ms"]) > 0 and float(diag["points_latency_p50_ms"]) > 0
+    assert node["params"] == ["points.max_points:=5000"] and 0 < node["points_per_cloud_max"] <= 5000

@@ -25,6 +25,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-size", default="160x120", help="--node: camera WxH of the synthetic bag")
     parser.add_argument("--node-frames", type=int, default=150, help="--node: camera frames (at 30 Hz)")
     parser.add_argument("--node-dir", default="runs/bench_node", help="--node: folder for the bag and the node's log")
+    parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
+                        help="--node: extra node parameter, e.g. render.trigger:=timer (repeatable)")
     parser.add_argument("--out", help="write the results as JSON here")
 
 
@@ -59,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         width, _, height = args.node_size.partition("x")
         result["node"] = node_latency(device=str(device.type), frames=args.node_frames, width=int(width),
                                       height=int(height), checkpoint=args.node_checkpoint,
-                                      workdir=args.node_dir)
+                                      workdir=args.node_dir, params=args.node_param)
         print(f"node: keyframe -> points {result['node']['keyframe_to_points_ms']} ms, "
               f"camera -> render {result['node']['camera_to_render_ms']} ms, "
               f"{result['node']['renders_per_camera_frame']:.2f} renders per camera frame "

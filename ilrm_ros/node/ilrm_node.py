@@ -69,8 +69,13 @@ NODE_PARAMS: tuple[Param, ...] = (
     Param("input_qos", "input_qos", "sensor_data",
           "QoS of the inputs: sensor_data (best effort, depth 5) or reliable (depth 10).", None,
           ("sensor_data", "reliable"), True),
-    Param("render.rate_hz", "render_rate_hz", 30.0, "Rate of the rendered views; 0 disables rendering.",
-          (0.0, 240.0), None, False),
+    Param("render.trigger", "render_trigger", "camera",
+          "camera: render as soon as there is something new to show (each synced camera frame, scene refresh or "
+          "~/render_pose message; a trigger arriving while one waits is merged, never queued); "
+          "timer: render at render.rate_hz.", None, ("camera", "timer"), False),
+    Param("render.rate_hz", "render_rate_hz", 30.0,
+          "Renders per second with render.trigger timer; 0 disables rendering (either trigger).", (0.0, 240.0),
+          None, False),
     Param("render.pose_source", "render_pose_source", "latest",
           "latest: the latest synced camera pose; topic: poses on ~/render_pose; chase: behind the latest pose.",
           None, ("latest", "topic", "chase"), False),
@@ -150,7 +155,11 @@ class IlrmNode(Node):
             self.get_logger().info("warming up the gsplat renderer (compiles CUDA kernels on first use) ...")
             self.get_logger().info(f"renderer ready after {warmup(device):.1f} s")
 
-        self.pipeline = Pipeline(config, model, device, on_refresh=self._on_refresh, on_warning=self._warn)
+        self.pipeline = Pipeline(config, model, device, on_refresh=self._on_refresh, on_warning=self._warn,
+                                 on_warmup=lambda g: pack_points(g, config.points_min_opacity,
+                                                                 config.points_max_points))
+        if self.pipeline.warmup_s is not None:
+            self.get_logger().info(f"refresh path warmed up in {self.pipeline.warmup_s * 1e3:.0f} ms")
         self._device = device
         self._viewer = None
         self._render_pose: np.ndarray | None = None
@@ -188,7 +197,8 @@ class IlrmNode(Node):
 
         self._render_group = MutuallyExclusiveCallbackGroup()
         self._render_timer = None
-        self._set_render_rate(self._node_params["render.rate_hz"])
+        self._render_guard = self.create_guard_condition(self._render_tick, callback_group=self._render_group)
+        self._configure_render()
         self.create_timer(1.0 / self._node_params["diagnostics_rate_hz"], self._publish_diagnostics,
                           callback_group=services)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -231,11 +241,20 @@ class IlrmNode(Node):
         self.get_logger().warning(f"dropped input ({reason}): {detail or reason}", throttle_duration_sec=5.0)
 
     def _note_outcomes(self, outcomes) -> None:
+        synced = False
         for outcome in outcomes:
             if outcome.status == "keyframe":
                 self._keyframe_stamps.append(outcome.stamp_ns)
             elif outcome.status == "dropped" and outcome.reason not in ("no_camera_info",):
                 self.get_logger().warning(f"dropped image ({outcome.reason})", throttle_duration_sec=5.0)
+            synced = synced or outcome.status in ("keyframe", "synced")
+        if synced and self._node_params["render.pose_source"] != "topic":
+            self._trigger_render()
+
+    def _trigger_render(self) -> None:
+        """Ask for a render on the executor (render.trigger: camera); pending triggers merge into one."""
+        if self._node_params["render.trigger"] == "camera" and self._node_params["render.rate_hz"] > 0:
+            self._render_guard.trigger()
 
     # ------------------------------------------------------------------ inputs
     def _image_in(self, msg, decode) -> None:
@@ -280,6 +299,8 @@ class IlrmNode(Node):
             self._drop(err.reason, f"render_pose: {err}")
             return
         self._render_pose = c2w
+        if self._node_params["render.pose_source"] == "topic":
+            self._trigger_render()
 
     # ------------------------------------------------------------------ outputs
     def _on_refresh(self, gaussians, version: int) -> None:
@@ -287,9 +308,12 @@ class IlrmNode(Node):
         frames = list(self.pipeline.window.frames)
         # Stamped with the newest keyframe's time: the scene shows the world as of that image.
         stamp = max((f.stamp_ns for f in frames), default=self.get_clock().now().nanoseconds)
+        start = time.perf_counter()
         points = pack_points(gaussians, min_opacity=self.pipeline.config.points_min_opacity,
                              max_points=self.pipeline.config.points_max_points)
         self._pub_points.publish(pointcloud_msg(points, POINT_FIELDS, stamp, self._world_frame))
+        self.pipeline.stats.latency("points", time.perf_counter() - start)
+        self._trigger_render()  # show the new scene now, not at the next camera frame
         self._pub_keyframes.publish(pose_array_msg([f.cam_to_world for f in frames], stamp, self._world_frame))
         if self._viewer is not None and not self._viewer_paused:
             self._viewer.update_scene(gaussians)
@@ -357,11 +381,13 @@ class IlrmNode(Node):
             if stamp not in self._keyframe_stamps:
                 self._psnr_novel.append(value)
 
-    def _set_render_rate(self, rate_hz: float) -> None:
+    def _configure_render(self) -> None:
+        """(Re)create the render timer: only with render.trigger timer and a positive rate."""
         if self._render_timer is not None:
             self.destroy_timer(self._render_timer)
             self._render_timer = None
-        if rate_hz > 0:
+        rate_hz = self._node_params["render.rate_hz"]
+        if self._node_params["render.trigger"] == "timer" and rate_hz > 0:
             self._render_timer = self.create_timer(1.0 / rate_hz, self._render_tick, callback_group=self._render_group)
 
     def _publish_diagnostics(self) -> None:
@@ -372,8 +398,8 @@ class IlrmNode(Node):
         for reason, n in snap.get("drops", {}).items():
             values[f"dropped_{reason}"] = n
         counts = snap.get("counts", {})
-        for name in ("synced", "keyframes", "refreshes", "refresh_errors", "refresh_oom", "render_errors",
-                     "sync_resets"):
+        for name in ("synced", "keyframes", "refreshes", "refresh_superseded", "refresh_errors", "refresh_oom",
+                     "render_errors", "sync_resets"):
             values[name] = counts.get(name, 0)
         for name, pct in snap.get("latency", {}).items():
             for q, v in pct.items():
@@ -456,9 +482,9 @@ class IlrmNode(Node):
             except ValueError as err:
                 return SetParametersResult(successful=False, reason=str(err))
         self._camera_from_pose = camera_from_pose
-        if "render.rate_hz" in node_changes:
-            self._set_render_rate(float(node_changes["render.rate_hz"]))
         self._node_params.update(node_changes)
+        if {"render.rate_hz", "render.trigger"} & set(node_changes):
+            self._configure_render()
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:

@@ -10,6 +10,8 @@ requested: ``reconstruct`` runs on the window's frames (fitted to the model reso
 Refreshes run on one worker thread, so message callbacks never wait for the model. There is one
 slot for the next refresh: a newer window replaces a waiting one (latest wins, nothing queues).
 ``synchronous=True`` runs each refresh inline instead (deterministic: bag replay and tests).
+On CUDA the constructor returns after one warm-up refresh of a made-up window on that thread, so
+the first real keyframe window does not pay one-time costs.
 A failing refresh keeps the last good scene; CUDA out-of-memory retries with fewer views (oldest
 dropped), then at lower resolution (``fallback_plans``).
 
@@ -26,7 +28,7 @@ import time
 import traceback
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -73,6 +75,7 @@ class _Synced:
 class _Job:
     frames: tuple[Frame, ...]
     epoch: int
+    requested: float = field(default_factory=time.perf_counter)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -120,6 +123,7 @@ class Pipeline:
         on_refresh: Callable[[Gaussians, int], None] | None = None,
         on_warning: Callable[[str], None] | None = None,
         synchronous: bool = False,
+        on_warmup: Callable[[Gaussians], None] | None = None,
     ) -> None:
         self.config = config
         self.model = model
@@ -157,10 +161,16 @@ class Pipeline:
         self._warned: Counter[str] = Counter()
         self._warn_lock = threading.Lock()
         self.fast_forward = self._compile(config.model_compile)
+        self.on_warmup = on_warmup
+        self.warmup_s: float | None = None
         self._worker: threading.Thread | None = None
-        if not synchronous:
-            self._worker = threading.Thread(target=self._work, name="ilrm-refresh", daemon=True)
+        if synchronous:
+            self._warm_up()
+        else:
+            ready = threading.Event()
+            self._worker = threading.Thread(target=self._work, args=(ready,), name="ilrm-refresh", daemon=True)
             self._worker.start()
+            ready.wait()
 
     def _compile(self, mode: str):
         """A fixed-shape CUDA-graph / compiled forward for full windows at the model resolution, or None.
@@ -176,6 +186,38 @@ class Pipeline:
         except Exception as err:  # noqa: BLE001 - a speed-up must never stop the pipeline
             self._warn(f"model_compile={mode} failed ({type(err).__name__}: {err}); using the plain forward")
             return None
+
+    def _warm_up(self) -> None:
+        """On CUDA, one refresh of a made-up window, on the thread that will run the refreshes.
+
+        The first real refresh would otherwise pay one-time costs: lazily loaded CUDA kernels
+        (resize, normalisation, scene fusion, point packing) and this thread's cuBLAS handle.
+        Sets ``warmup_s``; a failure only warns (the first refresh then pays instead).
+        """
+        if self.device.type != "cuda":
+            return
+        start = time.perf_counter()
+        try:
+            h, w = self.resolution
+            rng = np.random.default_rng(0)
+            K = np.array([[w, 0.0, w / 2], [0.0, w, h / 2], [0.0, 0.0, 1.0]])
+            frames = []
+            for i in range(self.num_views):
+                c2w = np.eye(4)
+                c2w[0, 3] = 0.1 * i
+                # Not the model's size, so the resize path runs too.
+                image = rng.integers(0, 256, (h + 2 * self.model.config.patch_size, w, 3), dtype=np.uint8)
+                frames.append(Frame(i, image, K, c2w))
+            gaussians, K_t, c2w_t, size = self._reconstruct_once(tuple(frames), self.resolution)
+            bool(torch.isfinite(gaussians.means).all())
+            Scene(mode=self.config.scene_mode, budget=self.config.scene_budget).update(gaussians, K_t, c2w_t, *size)
+            if self.on_warmup is not None:
+                self.on_warmup(gaussians)
+            torch.cuda.synchronize(self.device)
+        except Exception as err:  # noqa: BLE001 - a warm-up must never stop the pipeline
+            self._warn(f"refresh warm-up failed ({type(err).__name__}: {err}); the first refresh will be slower")
+            return
+        self.warmup_s = time.perf_counter() - start
 
     # ------------------------------------------------------------------ warnings
     def _warn(self, message: str, key: str | None = None) -> None:
@@ -343,7 +385,11 @@ class Pipeline:
         with self._cond:
             return self._cond.wait_for(lambda: self._job is None and not self._busy, timeout)
 
-    def _work(self) -> None:
+    def _work(self, ready: threading.Event) -> None:
+        try:
+            self._warm_up()
+        finally:
+            ready.set()
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._job is not None or self._closing)
@@ -360,6 +406,7 @@ class Pipeline:
     def _run(self, job: _Job) -> None:
         """One refresh: reconstruct the window, update the scene, notify. Never raises."""
         start = time.perf_counter()
+        self.stats.latency("refresh_wait", start - job.requested)
         try:
             gaussians, K, c2w, (h, w) = self._reconstruct(job.frames)
             bad = [n for n in ("means", "quats", "scales", "opacities", "sh")

@@ -71,7 +71,8 @@ def test_frames_to_keyframes_to_scene(model):
     assert refreshes[-1] == (len(gaussians), 3)
     stats = pipe.stats.snapshot()
     assert stats["counts"]["keyframes"] == 4 and stats["counts"]["refreshes"] == 3 and stats["drops"] == {}
-    assert stats["latency"]["refresh"]["p50"] > 0
+    assert stats["latency"]["refresh"]["p50"] > 0 and stats["latency"]["refresh_wait"]["p50"] >= 0
+    assert pipe.warmup_s is None  # the warm-up refresh is for CUDA only
     assert [f.stamp_ns for f in pipe.window.frames] == [T0 + 200 * MS, T0 + 300 * MS]
     # Frames are undistorted, in the model's pixel convention.
     frame = pipe.window.frames[-1]
@@ -259,6 +260,25 @@ def test_fallback_plans():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_pipeline_warms_up_on_its_worker_without_touching_the_scene():
+    warmed = []
+    model = load_model("tiny", device="cuda")
+    cfg = PipelineConfig.from_dict({"num_views": 2})
+    pipe = Pipeline(cfg, model, on_warmup=lambda g: warmed.append((len(g), threading.current_thread().name)))
+    try:
+        h, w = pipe.resolution
+        assert pipe.warmup_s is not None and pipe.warmup_s > 0
+        assert warmed == [(2 * h * w, "ilrm-refresh")]
+        assert pipe.scene_snapshot()[1] == 0 and "refreshes" not in pipe.stats.counts
+        pipe.on_camera_info(CAMERA)
+        _feed(pipe, 3)
+        assert pipe.wait_idle(60) and pipe.stats.counts["refreshes"] >= 1
+    finally:
+        pipe.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_out_of_memory_falls_back_to_fewer_views():
     import gc
 
@@ -282,6 +302,8 @@ def test_cuda_out_of_memory_falls_back_to_fewer_views():
     torch.cuda.empty_cache()
     warnings = []
     pipe = _pipe(model, config={**config, "num_views": 4}, on_warning=warnings.append)
+    gc.collect()
+    torch.cuda.empty_cache()  # the start-up warm-up refresh (4 views) must not leave its memory cached
     # Room for about 2 views' worth: 4 (and 3) views at 1024x1024 cannot fit, 2 can.
     torch.cuda.set_per_process_memory_fraction(1.25 * two / torch.cuda.get_device_properties(0).total_memory)
     try:

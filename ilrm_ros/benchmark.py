@@ -95,6 +95,57 @@ def model_latency(preset: str, arch: str, views: int, height: int, width: int, m
     return row
 
 
+KERNEL_GROUPS = (
+    ("attention", ("attention", "sdpa", "fmha", "flash", "cudnn")),
+    ("gemm", ("gemm", "nvjet", "xmma", "cutlass", "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul")),
+    ("fused", ("triton",)),
+)
+"""Substrings (of lower-case kernel or op names) that put a profiler entry in a group; else "other"."""
+
+
+def kernel_group(name: str) -> str:
+    """The :data:`KERNEL_GROUPS` group of one kernel (CUDA) or op (CPU) name."""
+    lower = name.lower()
+    return next((group for group, keys in KERNEL_GROUPS if any(k in lower for k in keys)), "other")
+
+
+def kernel_breakdown(preset: str, views: int, height: int, width: int, mode: str, device: torch.device,
+                     iters: int = 5, top: int = 12) -> dict:
+    """Where one forward's time goes, from the PyTorch profiler: self time per CUDA kernel (per op on
+    the CPU), summed into :data:`KERNEL_GROUPS`, and the ``top`` entries; milliseconds per forward.
+
+    ``mode`` "compile" shows Inductor's fused kernels; graph replays are not split into kernels.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    model = load_model(PRESETS[preset], device=device)
+    images, K, c2w = _inputs(views, height, width, device)
+    fwd = CompiledForward(model, views, height, width, mode=mode, clone_outputs=False)
+    cuda = device.type == "cuda"
+    with torch.inference_mode():
+        for _ in range(3):
+            fwd(images, K, c2w)
+        if cuda:
+            torch.cuda.synchronize(device)
+        with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+            for _ in range(iters):
+                fwd(images, K, c2w)
+            if cuda:
+                torch.cuda.synchronize(device)
+    per_name: dict[str, float] = {}
+    for event in prof.key_averages():
+        us = event.self_device_time_total if cuda else event.self_cpu_time_total
+        if us > 0 and (not cuda or event.device_type.name == "CUDA"):
+            per_name[event.key] = per_name.get(event.key, 0.0) + us / 1e3 / iters
+    groups = {group: 0.0 for group, _ in KERNEL_GROUPS} | {"other": 0.0}
+    for name, ms in per_name.items():
+        groups[kernel_group(name)] += ms
+    ranked = sorted(per_name.items(), key=lambda kv: -kv[1])[:top]
+    return {"preset": preset, "views": views, "height": height, "width": width, "mode": fwd.mode,
+            "device": str(device), "total_ms": sum(per_name.values()), "groups_ms": groups,
+            "top": [{"name": name[:160], "ms": ms} for name, ms in ranked]}
+
+
 def render_latency(num_gaussians: int, width: int, height: int, device: torch.device, iters: int = 100) -> dict:
     """Render latency of a random scene (gsplat on CUDA, the PyTorch renderer on CPU)."""
     from ilrm_ros.render import render
@@ -212,7 +263,7 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
     points: list[tuple[int, float, int]] = []
     renders: list[tuple[int, float]] = []
     diagnostics: dict[str, str] = {}
-    with NodeSession(out, device, checkpoint, rate_hz, client_name="ilrm_bench", params=params) as session:
+    with NodeSession(out, device, checkpoint, client_name="ilrm_bench", params=params) as session:
         client = session.client
         latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                              durability=DurabilityPolicy.TRANSIENT_LOCAL)

@@ -31,12 +31,12 @@ from ilrm_ros.io.convert import image_from_msg, pose_from_msg, stamp_ns
 NODE_NAME = "ilrm"
 
 
-def _start_node(out_dir: Path, device: str, checkpoint: str, render_rate: float, log_path: Path,
-                viewer: bool = False, params: Sequence[str] = ()) -> subprocess.Popen:
+def _start_node(out_dir: Path, device: str, checkpoint: str, log_path: Path, viewer: bool = False,
+                params: Sequence[str] = ()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "ilrm_ros.node.main", "--ros-args",
            "-r", f"__node:={NODE_NAME}",
            "-r", f"image:={IMAGE_TOPIC}", "-r", f"camera_info:={INFO_TOPIC}", "-r", f"pose:={POSE_TOPIC}",
-           "-p", f"device:={device}", "-p", f"render.rate_hz:={render_rate}",
+           "-p", f"device:={device}",
            "-p", f"output_dir:={out_dir}", "-p", "input_qos:=reliable"]
     if checkpoint:
         cmd += ["-p", f"checkpoint:={checkpoint}"]
@@ -55,15 +55,15 @@ class NodeSession:
     would) and records its exit code in ``session.exit_code``. Used by the demo and `ilrm bench --node`.
     """
 
-    def __init__(self, out_dir: Path, device: str, checkpoint: str = "", render_rate: float = 15.0,
-                 viewer: bool = False, client_name: str = "ilrm_client", params: Sequence[str] = ()) -> None:
+    def __init__(self, out_dir: Path, device: str, checkpoint: str = "", viewer: bool = False,
+                 client_name: str = "ilrm_client", params: Sequence[str] = ()) -> None:
         import rclpy
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.node import Node
 
         os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
         self.log_path = out_dir / "node.log"
-        self.proc = _start_node(out_dir, device, checkpoint, render_rate, self.log_path, viewer, params)
+        self.proc = _start_node(out_dir, device, checkpoint, self.log_path, viewer, params)
         self.context = rclpy.Context()
         rclpy.init(context=self.context)
         self.client = Node(client_name, context=self.context)
@@ -195,8 +195,11 @@ def contact_sheet(rows: list[list[np.ndarray]], labels: list[str]) -> np.ndarray
 
 def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: float = 15.0, width: int = 160,
              height: int = 120, seed: int = 7, device: str = "auto", checkpoint: str = "",
-             render_rate: float = 15.0, viewer: bool = True, hold: bool = False) -> dict:
-    """Run the demo end to end; returns the report (also written to ``OUT/report.json``)."""
+             render_rate: float = 0.0, viewer: bool = True, hold: bool = False) -> dict:
+    """Run the demo end to end; returns the report (also written to ``OUT/report.json``).
+
+    ``render_rate``: 0 renders each camera frame (the node's default), > 0 at that rate (timer).
+    """
     from PIL import Image
     from std_srvs.srv import Trigger
 
@@ -211,7 +214,8 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
                         overwrite=True)
 
     print("[2/5] starting ilrm_node (log: node.log)")
-    with NodeSession(out, device, checkpoint, render_rate, viewer, "ilrm_demo") as session:
+    params = ["render.trigger:=timer", f"render.rate_hz:={render_rate}"] if render_rate > 0 else []
+    with NodeSession(out, device, checkpoint, viewer, "ilrm_demo", params) as session:
         client = session.client
         recorder = Recorder(client)
         player = BagPlayer(client, bag, topics=[IMAGE_TOPIC, INFO_TOPIC, POSE_TOPIC])

@@ -27,6 +27,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-dir", default="runs/bench_node", help="--node: folder for the bag and the node's log")
     parser.add_argument("--node-param", action="append", default=[], metavar="NAME:=VALUE",
                         help="--node: extra node parameter, e.g. render.trigger:=timer (repeatable)")
+    parser.add_argument("--profile", action="store_true", help="also profile one forward per --views shape and "
+                        "mode: time per kernel, grouped into attention / gemm / fused / other")
     parser.add_argument("--out", help="write the results as JSON here")
 
 
@@ -55,6 +57,18 @@ def run(args: argparse.Namespace) -> int:
                             _shapes(args.views), not args.no_baseline, tuple(args.attention.split(",")),
                             not args.no_render)
     result["torch_threads"] = torch.get_num_threads()
+    if args.profile:
+        from ilrm_ros.benchmark import kernel_breakdown
+
+        runs = [("small", 2, 128)] if args.quick else [("re10k", v, size) for v, size in _shapes(args.views)]
+        result["profile"] = []
+        for preset, views, size in runs:
+            for mode in args.modes.split(","):
+                row = kernel_breakdown(preset, views, size, size, mode, device)
+                result["profile"].append(row)
+                groups = ", ".join(f"{k} {v:.2f}" for k, v in row["groups_ms"].items())
+                print(f"profile {preset} {views} views {size}x{size} {row['mode']}: {row['total_ms']:.2f} ms "
+                      f"({groups})", flush=True)
     if args.node:
         from ilrm_ros.benchmark import node_latency
 

@@ -17,7 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=7, help="synthetic room and trajectory seed")
     parser.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto")
     parser.add_argument("--checkpoint", default="", help="model checkpoint (default: the shipped small model)")
-    parser.add_argument("--render-rate", type=float, default=15.0, help="node render rate in Hz")
+    parser.add_argument("--render-rate", type=float, default=0.0,
+                        help="0: the node renders each camera frame (default); > 0: at this rate in Hz")
     parser.add_argument("--no-viewer", action="store_true", help="do not serve the browser viewer")
     parser.add_argument("--hold", action="store_true", help="keep the node (and viewer) running after the bag "
                         "until Ctrl-C")

@@ -36,9 +36,12 @@ def optimise_gaussians(
     from gsplat import rasterization
     from pytorch_msssim import ssim
 
+    from ilrm_ros.render.gsplat_backend import load_kernels
+
     dev = images.device
     if dev.type != "cuda":
         raise RuntimeError("the 3DGS optimisation baseline needs CUDA (gsplat)")
+    load_kernels()
     v, _, h, w = images.shape
     gen = torch.Generator(device="cpu").manual_seed(seed)
     lo, hi = (b.to(torch.float32).cpu() for b in bounds)

@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import torch
 
 from ilrm_ros.gaussians import Gaussians
+
+_kernels_loaded = False
+
+
+@contextlib.contextmanager
+def exclusive_file_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (created if needed) for the enclosed block.
+
+    The kernel drops the lock when its holder exits, however it exits, so a killed process never
+    leaves a stale lock behind. Without ``fcntl`` (not POSIX) the block runs unlocked.
+    """
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def load_kernels() -> None:
+    """Build (first use on a machine) or load gsplat's CUDA kernels, one process at a time.
+
+    gsplat's JIT build deletes its build folder whenever it finds no finished library, so two
+    processes starting together on a fresh machine (a node and a replay, two benchmark lanes)
+    undo each other's builds. A file lock beside torch's extension folder serialises them: the
+    second process waits, then loads what the first built.
+    """
+    global _kernels_loaded
+    if _kernels_loaded:
+        return
+    from torch.utils.cpp_extension import get_default_build_root
+
+    with exclusive_file_lock(Path(get_default_build_root()) / "ilrm_ros_gsplat_build.lock"):
+        import gsplat.cuda._backend  # noqa: F401 - the import builds or loads the kernels
+    _kernels_loaded = True
 
 
 def render(
@@ -22,6 +67,7 @@ def render(
     Returns ``rgb [C,H,W,3]``, expected depth ``[C,H,W]`` (0 where empty), ``alpha [C,H,W]``.
     Differentiable (training renders through it); inference callers run it under ``inference_mode``.
     """
+    load_kernels()
     from gsplat import rasterization  # compiled CUDA kernels; imported only when used
 
     dev = g.means.device

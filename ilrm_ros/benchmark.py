@@ -96,11 +96,13 @@ def model_latency(preset: str, arch: str, views: int, height: int, width: int, m
 
 
 KERNEL_GROUPS = (
+    ("fused", ("triton",)),
     ("attention", ("attention", "sdpa", "fmha", "flash", "cudnn")),
     ("gemm", ("gemm", "nvjet", "xmma", "cutlass", "aten::mm", "aten::addmm", "aten::bmm", "aten::matmul")),
-    ("fused", ("triton",)),
 )
-"""Substrings (of lower-case kernel or op names) that put a profiler entry in a group; else "other"."""
+"""Substrings (of lower-case kernel or op names) that put a profiler entry in a group, first match
+wins (Inductor names a fused kernel after the ops around it, e.g. ``…_scaled_dot_product_…``); else
+"other"."""
 
 
 def kernel_group(name: str) -> str:

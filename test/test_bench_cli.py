@@ -13,6 +13,7 @@ def test_kernel_groups_of_real_kernel_names():
     assert kernel_group("nvjet_sm90_tst_192x128_64x5_1x2_h_bz_coopB_TNT") == "gemm"
     assert kernel_group("aten::mm") == "gemm"
     assert kernel_group("triton_poi_fused__unsafe_view_gelu_9") == "fused"
+    assert kernel_group("triton_per_fused__fused_rms_norm__scaled_dot_product_cudnn_attention__to_copy_7") == "fused"
     assert kernel_group("Memset (Device)") == "other"
 
 

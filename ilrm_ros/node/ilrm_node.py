@@ -195,9 +195,12 @@ class IlrmNode(Node):
         self.create_service(Trigger, "~/save_scene", self._save_scene, callback_group=services)
         self.create_service(Trigger, "~/reset", self._reset, callback_group=services)
 
-        self._render_group = MutuallyExclusiveCallbackGroup()
+        # Renders run on their own thread: a slow one (the CPU renderer) never holds up the inputs.
         self._render_timer = None
-        self._render_guard = self.create_guard_condition(self._render_tick, callback_group=self._render_group)
+        self._render_wanted = threading.Event()
+        self._render_stop = False
+        self._render_thread = threading.Thread(target=self._render_loop, name="ilrm-render", daemon=True)
+        self._render_thread.start()
         self._configure_render()
         self.create_timer(1.0 / self._node_params["diagnostics_rate_hz"], self._publish_diagnostics,
                           callback_group=services)
@@ -252,9 +255,17 @@ class IlrmNode(Node):
             self._trigger_render()
 
     def _trigger_render(self) -> None:
-        """Ask for a render on the executor (render.trigger: camera); pending triggers merge into one."""
+        """Ask the render thread for a render (render.trigger: camera); pending requests merge into one."""
         if self._node_params["render.trigger"] == "camera" and self._node_params["render.rate_hz"] > 0:
-            self._render_guard.trigger()
+            self._render_wanted.set()
+
+    def _render_loop(self) -> None:
+        while True:
+            self._render_wanted.wait()
+            if self._render_stop or not self.context.ok():
+                return
+            self._render_wanted.clear()
+            self._render_tick()
 
     # ------------------------------------------------------------------ inputs
     def _image_in(self, msg, decode) -> None:
@@ -348,7 +359,7 @@ class IlrmNode(Node):
     def _render_tick(self) -> None:
         try:
             self._render_once()
-        except Exception:  # noqa: BLE001 - a failed render (e.g. CUDA out of memory) must not stop the executor
+        except Exception:  # noqa: BLE001 - a failed render (e.g. CUDA out of memory) must not stop rendering
             self.pipeline.stats.count("render_errors")
             self.get_logger().error(f"render failed, skipped:\n{traceback.format_exc()}", throttle_duration_sec=30.0)
 
@@ -388,7 +399,7 @@ class IlrmNode(Node):
             self._render_timer = None
         rate_hz = self._node_params["render.rate_hz"]
         if self._node_params["render.trigger"] == "timer" and rate_hz > 0:
-            self._render_timer = self.create_timer(1.0 / rate_hz, self._render_tick, callback_group=self._render_group)
+            self._render_timer = self.create_timer(1.0 / rate_hz, self._render_wanted.set)
 
     def _publish_diagnostics(self) -> None:
         snap = self.pipeline.stats.snapshot()
@@ -412,7 +423,7 @@ class IlrmNode(Node):
             values["gpu_memory_allocated_mb"] = f"{torch.cuda.memory_allocated(self._device) / 2**20:.0f}"
             values["gpu_memory_peak_mb"] = f"{torch.cuda.max_memory_allocated(self._device) / 2**20:.0f}"
         if self._psnr_novel:
-            values["online_psnr_novel_db"] = f"{float(np.mean(self._psnr_novel)):.2f}"
+            values["online_psnr_novel_db"] = f"{float(np.mean(list(self._psnr_novel))):.2f}"  # render thread appends
         errors = counts.get("refresh_errors", 0)
         level = DiagnosticStatus.WARN if errors or sum(snap.get("drops", {}).values()) else DiagnosticStatus.OK
         message = "ok" if version else "waiting for a full keyframe window"
@@ -488,6 +499,10 @@ class IlrmNode(Node):
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:
+        if getattr(self, "_render_thread", None) is not None:
+            self._render_stop = True
+            self._render_wanted.set()
+            self._render_thread.join(timeout=10.0)
         if getattr(self, "_viewer", None) is not None:
             self._viewer.close()
         if self.pipeline is not None:

@@ -47,3 +47,36 @@ def test_camera_trigger_renders_each_frame_then_timer_trigger_does_not(frames):
         assert h.alive
     finally:
         h.close()
+
+
+def test_a_slow_render_does_not_hold_up_the_inputs(frames):
+    """Renders run on their own thread: while one takes seconds, images keep being synced."""
+    import threading
+
+    h = LiveNode({"render.trigger": "camera", "keyframe.min_translation": 0.01})
+    try:
+        base, step = 2_000_000_000_000, 66_666_667
+        feed(h, frames, 0, base, refresh=False)
+        feed(h, frames, 1, base + step)
+        assert h.wait_for(lambda: len(h.points) > 0, 30), "no scene"
+        rendering, release = threading.Event(), threading.Event()
+        fast_render = h.node.pipeline.render
+
+        def slow_render(*args, **kwargs):
+            rendering.set()
+            release.wait(20)
+            return fast_render(*args, **kwargs)
+
+        h.node.pipeline.render = slow_render
+        feed(h, frames, 1, base + 2 * step, refresh=False)
+        assert rendering.wait(10), "no render started"
+        synced = h.node.pipeline.stats.counts["synced"]
+        for k in range(3):  # handled while the render is still blocked
+            feed(h, frames, 1, base + (3 + k) * step, refresh=False)
+        assert h.node.pipeline.stats.counts["synced"] == synced + 3 and not release.is_set()
+        release.set()
+        last = base + 5 * step
+        assert h.wait_for(lambda: last in rendered_stamps(h), 10), "the newest frame was not rendered after"
+        assert h.alive
+    finally:
+        h.close()

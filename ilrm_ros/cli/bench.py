@@ -80,6 +80,10 @@ def run(args: argparse.Namespace) -> int:
               f"camera -> render {result['node']['camera_to_render_ms']} ms, "
               f"{result['node']['renders_per_camera_frame']:.2f} renders per camera frame "
               f"({result['node']['rendered_fraction_after_first_scene']:.2f} of the frames after the first scene)")
+        print(f"node: each refresh, keyframe -> points ms: {result['node']['keyframe_to_points_all_ms']}")
+        diag = result["node"]["node_diagnostics"]
+        print("node's own diagnostics: " + ", ".join(f"{k} {v}" for k, v in diag.items()
+                                                      if "latency" in k or k.startswith(("gpu_", "refresh"))))
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

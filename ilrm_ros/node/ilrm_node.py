@@ -233,6 +233,7 @@ class IlrmNode(Node):
         """The browser camera becomes the render pose, as a `~/render_pose` message would."""
         self._render_pose = np.asarray(cam_to_world, dtype=np.float64)
         self.set_parameters([Parameter("render.pose_source", value="topic")])
+        self._trigger_render()
 
     # ------------------------------------------------------------------ helpers
     def _warn(self, message: str) -> None:
@@ -496,6 +497,8 @@ class IlrmNode(Node):
         self._node_params.update(node_changes)
         if {"render.rate_hz", "render.trigger"} & set(node_changes):
             self._configure_render()
+        if any(name.startswith("render.") for name in node_changes):
+            self._trigger_render()  # the new settings show at once
         return SetParametersResult(successful=True)
 
     def destroy_node(self) -> None:

@@ -39,6 +39,16 @@ def test_camera_trigger_renders_each_frame_then_timer_trigger_does_not(frames):
             assert h.node.pipeline.stats.counts["keyframes"] == 2
             assert h.wait_for(lambda ns=ns: ns in rendered_stamps(h), 10), f"frame {ns} was not rendered"
 
+        # A view from the browser ("render from here") or a new render setting shows at once too.
+        n = len(h.renders)
+        h.node._render_pose_from_viewer(frames.pose(5))
+        assert h.wait_for(lambda: len(h.renders) > n, 10), "render from here did not render"
+        n = len(h.renders)
+        assert all(r.successful for r in h.set_parameters([Parameter("render.width", value=64),
+                                                           Parameter("render.height", value=48)]))
+        assert h.wait_for(lambda: len(h.renders) > n and h.renders[-1].width == 64, 10)
+        assert all(r.successful for r in h.set_parameters([Parameter("render.pose_source", value="latest")]))
+
         results = h.set_parameters([Parameter("render.trigger", value="timer")])
         assert all(r.successful for r in results)
         ns = base + 6 * step

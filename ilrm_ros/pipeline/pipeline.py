@@ -44,6 +44,7 @@ from ilrm_ros.pipeline.stats import Stats
 from ilrm_ros.pipeline.sync import DropFrame, PoseBuffer
 from ilrm_ros.render import RenderResult, render
 from ilrm_ros.scene import Scene
+from ilrm_ros.transfer import upload
 
 log = logging.getLogger(__name__)
 
@@ -454,7 +455,7 @@ class Pipeline:
     def _reconstruct_once(self, frames: tuple[Frame, ...], size: tuple[int, int]):
         images, intrinsics = [], []
         for f in frames:
-            image = torch.from_numpy(np.ascontiguousarray(f.image)).to(self.device).permute(2, 0, 1)
+            image = upload(torch.from_numpy(np.ascontiguousarray(f.image)), self.device).permute(2, 0, 1)
             fitted, K = fit_to_model(image, torch.as_tensor(f.K, dtype=torch.float32, device=self.device), size)
             images.append(fitted)
             intrinsics.append(K)

@@ -19,6 +19,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ilrm_ros.transfer import upload
+
 from . import textures
 
 _EPS_T = 1e-4  # minimum ray parameter (z-depth, metres) counted as a hit
@@ -548,18 +550,6 @@ def _to_device(tables: dict[str, torch.Tensor], device: torch.device) -> dict[st
         for k, part in zip(names, flat.split([tables[k].numel() for k in names])):
             out[k] = part.view(tables[k].shape)
     return out
-
-
-def upload(x: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """``x.to(device, dtype)``, asynchronous from the CPU to CUDA (through pinned memory).
-
-    A plain ``.to("cuda")`` of pageable memory blocks the host until the GPU has finished all
-    queued work; the renderer's inputs are tiny, so pinning them costs little.
-    """
-    x = x if dtype is None else x.to(dtype)
-    if x.device.type == "cpu" and device.type == "cuda":
-        return x.contiguous().pin_memory().to(device, non_blocking=True)
-    return x.to(device)
 
 
 def _footprint_tables(objects: Sequence[Primitive]) -> dict[str, np.ndarray] | None:

@@ -151,7 +151,7 @@ def render_views(
     """Render view choices of one scene (one ``room.render`` call) into a :class:`ViewBatch` of
     ``len(choices)`` samples on the room's device; the choices must share their view counts."""
     from ilrm_ros.synthetic import default_intrinsics
-    from ilrm_ros.synthetic.room import upload
+    from ilrm_ros.transfer import upload
 
     choices = [choices] if isinstance(choices, ViewChoice) else list(choices)
     v, t = len(choices[0].context), len(choices[0].targets)

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 import torch
 
+from ilrm_ros.transfer import upload
+
 from .splits import TRAIN_SEEDS
 from .views import ViewChoice, keyframe_indices, sample_views
 
@@ -151,7 +153,6 @@ def render_views(
     """Render view choices of one scene (one ``room.render`` call) into a :class:`ViewBatch` of
     ``len(choices)`` samples on the room's device; the choices must share their view counts."""
     from ilrm_ros.synthetic import default_intrinsics
-    from ilrm_ros.transfer import upload
 
     choices = [choices] if isinstance(choices, ViewChoice) else list(choices)
     v, t = len(choices[0].context), len(choices[0].targets)
@@ -406,16 +407,17 @@ class BagSource:
             if choice is not None:
                 break
         c, t = torch.as_tensor(choice.context), torch.as_tensor(choice.targets)
-        img = lambda i: (traj.images[i].to(self.device).float() / 255.0)[None]  # noqa: E731
-        pose = lambda i: traj.cam_to_world[i].to(self.device, torch.float32)[None]  # noqa: E731
+        # Asynchronous uploads (``upload``): sampling does not wait for the queued training step.
+        img = lambda i: (upload(traj.images[i], self.device).float() / 255.0)[None]  # noqa: E731
+        pose = lambda i: upload(traj.cam_to_world[i], self.device, torch.float32)[None]  # noqa: E731
         return ViewBatch(
             context_images=img(c),
-            context_intrinsics=traj.intrinsics[c].to(self.device)[None],
+            context_intrinsics=upload(traj.intrinsics[c], self.device)[None],
             context_cam_to_world=pose(c),
             target_images=img(t),
-            target_intrinsics=traj.intrinsics[t].to(self.device)[None],
+            target_intrinsics=upload(traj.intrinsics[t], self.device)[None],
             target_cam_to_world=pose(t),
-            target_beyond=torch.as_tensor(choice.beyond, device=self.device)[None],
+            target_beyond=upload(torch.as_tensor(choice.beyond), self.device)[None],
         )
 
     def sample(self, batch_size: int) -> ViewBatch:

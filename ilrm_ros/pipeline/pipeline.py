@@ -86,6 +86,15 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def _check_finite(gaussians: Gaussians) -> None:
+    """Raise ``FloatingPointError`` naming the fields with NaN/inf: in the scene they would stay
+    there (map mode) and poison every render."""
+    names = ("means", "quats", "scales", "opacities", "sh")
+    bad = [n for n in names if not torch.isfinite(getattr(gaussians, n)).all()]
+    if bad:
+        raise FloatingPointError(f"the model produced non-finite Gaussian {', '.join(bad)}")
+
+
 def fallback_plans(num_views: int, size: tuple[int, int], patch: int) -> Iterator[tuple[int, tuple[int, int]]]:
     """(views, (H, W)) to try in turn after out-of-memory: all views, then one fewer down to
     ``min(2, num_views)``, then that many views at 3/4 of the resolution each time (multiples of
@@ -210,7 +219,7 @@ class Pipeline:
                 image = rng.integers(0, 256, (h + 2 * self.model.config.patch_size, w, 3), dtype=np.uint8)
                 frames.append(Frame(i, image, K, c2w))
             gaussians, K_t, c2w_t, size = self._reconstruct_once(tuple(frames), self.resolution)
-            bool(torch.isfinite(gaussians.means).all())
+            _check_finite(gaussians)
             Scene(mode=self.config.scene_mode, budget=self.config.scene_budget).update(gaussians, K_t, c2w_t, *size)
             if self.on_warmup is not None:
                 self.on_warmup(gaussians)
@@ -410,10 +419,7 @@ class Pipeline:
         self.stats.latency("refresh_wait", start - job.requested)
         try:
             gaussians, K, c2w, (h, w) = self._reconstruct(job.frames)
-            bad = [n for n in ("means", "quats", "scales", "opacities", "sh")
-                   if not torch.isfinite(getattr(gaussians, n)).all()]
-            if bad:  # NaN/inf in the scene would stay there (map mode) and poison every render
-                raise FloatingPointError(f"the model produced non-finite Gaussian {', '.join(bad)}")
+            _check_finite(gaussians)
             with self._scene_lock:
                 if job.epoch != self._epoch:  # reset() while this refresh ran
                     return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,8 +11,6 @@ from pathlib import Path
 import torch
 
 from ilrm_ros.gaussians import Gaussians
-
-_kernels_loaded = False
 
 
 @contextlib.contextmanager
@@ -36,6 +35,7 @@ def exclusive_file_lock(path: str | Path) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@functools.cache  # once per process (a failed attempt is not cached: it is tried again)
 def load_kernels() -> None:
     """Build (first use on a machine) or load gsplat's CUDA kernels, one process at a time.
 
@@ -44,14 +44,10 @@ def load_kernels() -> None:
     undo each other's builds. A file lock beside torch's extension folder serialises them: the
     second process waits, then loads what the first built.
     """
-    global _kernels_loaded
-    if _kernels_loaded:
-        return
     from torch.utils.cpp_extension import get_default_build_root
 
     with exclusive_file_lock(Path(get_default_build_root()) / "ilrm_ros_gsplat_build.lock"):
         import gsplat.cuda._backend  # noqa: F401 - the import builds or loads the kernels
-    _kernels_loaded = True
 
 
 def render(

@@ -13,6 +13,11 @@ Methods (all rendered with :func:`ilrm_ros.render.render` on white, scored with
   model forward of :func:`~ilrm_ros.model.reconstruct`, CUDA-synchronised, after one warm-up;
 * ``nearest context``: each target scored against the context image of the nearest camera (the floor);
 * ``3DGS optim Ns``: per-scene Gaussian optimisation for N seconds (:mod:`.gs_optim`, CUDA only).
+
+Geometry, for the methods that build Gaussians: ``depth AbsRel`` = median over the target pixels of
+|rendered expected depth - true depth| / true depth, and ``in room`` = the share of the Gaussians
+that ``~/points`` would publish (opacity >= 0.1) lying inside the room's bounds (+-0.5 m). Renders
+can look right with Gaussians hidden behind surfaces; a point cloud cannot.
 """
 
 from __future__ import annotations
@@ -37,6 +42,8 @@ VIEW_COUNTS = (2, 4)
 NUM_BETWEEN = 2
 NUM_BEYOND = 2
 WHITE = (1.0, 1.0, 1.0)
+POINT_MIN_OPACITY = 0.1  # as ilrm_ros.scene.pointcloud.pack_points publishes
+ROOM_MARGIN_M = 0.5
 
 
 @dataclass
@@ -75,7 +82,7 @@ def make_cases(
                     break
             else:
                 raise RuntimeError(f"eval scene {seed}: no view choice with {v} context views and targets beyond")
-            cases.append(Case(seed, v, render_views(scene, choice, height, width, with_depth=False), scene.room.bounds))
+            cases.append(Case(seed, v, render_views(scene, choice, height, width), scene.room.bounds))
     return cases
 
 
@@ -83,6 +90,24 @@ def make_cases(
 class Prediction:
     rgb: torch.Tensor  # [T, H, W, 3] in [0, 1]
     refresh_s: float | None = None  # time to (re)build the scene representation
+    depth: torch.Tensor | None = None  # [T, H, W] expected depth in metres (methods with geometry)
+    points_in_room: float | None = None  # share of published Gaussians inside the room
+
+
+def points_in_room(g, bounds: tuple[torch.Tensor, torch.Tensor]) -> float:
+    """Share of the Gaussians with opacity >= 0.1 inside ``bounds`` widened by 0.5 m (NaN if none)."""
+    keep = g.opacities.reshape(-1) >= POINT_MIN_OPACITY
+    xyz = g.means.reshape(-1, 3)[keep].float()
+    if len(xyz) == 0:
+        return float("nan")
+    lo, hi = (b.to(xyz.device, torch.float32) for b in bounds)
+    return ((xyz >= lo - ROOM_MARGIN_M) & (xyz <= hi + ROOM_MARGIN_M)).all(1).float().mean().item()
+
+
+def depth_absrel(depth: torch.Tensor, truth: torch.Tensor) -> float:
+    """Median |depth - truth| / truth over the pixels with a true depth."""
+    valid = truth > 0
+    return ((depth - truth).abs() / truth.clamp_min(1e-6))[valid].median().item()
 
 
 class Method:
@@ -133,7 +158,7 @@ class ModelMethod(Method):
         refresh = time.perf_counter() - t0
         h, w = v.image_size
         out = render(g, v.target_intrinsics[0].to(device), v.target_cam_to_world[0].to(device), w, h, background=WHITE)
-        return Prediction(out.rgb, refresh)
+        return Prediction(out.rgb, refresh, out.depth, points_in_room(g, case.bounds))
 
 
 def pose_distance(a: torch.Tensor, b: torch.Tensor, metres_per_radian: float = 0.5) -> torch.Tensor:
@@ -198,7 +223,7 @@ class GaussianOptim(Method):
         self.steps.append(steps)
         h, w = v.image_size
         out = render(g, v.target_intrinsics[0], v.target_cam_to_world[0], w, h, background=WHITE)
-        return Prediction(out.rgb, refresh)
+        return Prediction(out.rgb, refresh, out.depth, points_in_room(g, case.bounds))
 
 
 @dataclass
@@ -212,6 +237,8 @@ class Row:
     refresh_ms: float | None
     scenes: int
     per_scene: list[dict] = field(default_factory=list)
+    depth_absrel: float | None = None
+    points_in_room: float | None = None
 
 
 def evaluate(
@@ -237,6 +264,9 @@ def evaluate(
                 rgb = pred.rgb.float().cpu()
                 gt = gt.float().cpu()
                 entry = {"seed": case.seed, "refresh_s": pred.refresh_s}
+                if pred.depth is not None and case.views.target_depth is not None:
+                    entry["depth_absrel"] = depth_absrel(pred.depth.float().cpu(), case.views.target_depth[0].cpu())
+                    entry["points_in_room"] = pred.points_in_room
                 for label, mask in (("between", ~beyond), ("beyond", beyond)):
                     idx = torch.nonzero(mask).squeeze(1)
                     entry[f"psnr_{label}"] = statistics.fmean(psnr(rgb[i], gt[i]) for i in idx.tolist())
@@ -249,6 +279,10 @@ def evaluate(
             keys = [k for k in per_scene[0] if k.startswith(("psnr", "ssim"))]
             means = {k: statistics.fmean(e[k] for e in per_scene) for k in keys}
             refresh_ms = 1000 * statistics.median(times) if times else None
+            geometry = {
+                k: statistics.fmean(e[k] for e in per_scene) if all(k in e for e in per_scene) else None
+                for k in ("depth_absrel", "points_in_room")
+            }
             rows.append(
                 Row(
                     method.name,
@@ -260,6 +294,7 @@ def evaluate(
                     refresh_ms,
                     len(per_scene),
                     per_scene,
+                    **geometry,
                 )
             )
     return rows, skipped
@@ -276,13 +311,14 @@ def markdown_table(rows: list[Row], skipped: dict[str, str], header: dict[str, s
     lines += [f"- {k}: {v}" for k, v in header.items()]
     lines += [
         "",
-        "| method | views | PSNR between | SSIM between | PSNR beyond | SSIM beyond | refresh ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| method | views | PSNR between | SSIM between | PSNR beyond | SSIM beyond | depth AbsRel | in room | refresh ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r.method} | {r.num_views} | {_fmt(r.psnr_between, 2)} | {_fmt(r.ssim_between, 3)} | "
-            f"{_fmt(r.psnr_beyond, 2)} | {_fmt(r.ssim_beyond, 3)} | {_fmt(r.refresh_ms, 1)} |"
+            f"{_fmt(r.psnr_beyond, 2)} | {_fmt(r.ssim_beyond, 3)} | {_fmt(r.depth_absrel, 3)} | "
+            f"{_fmt(r.points_in_room, 2)} | {_fmt(r.refresh_ms, 1)} |"
         )
     lines.append("")
     lines += [f"- skipped {name}: {why}" for name, why in skipped.items()]

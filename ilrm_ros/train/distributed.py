@@ -3,6 +3,9 @@
 The same script runs alone (``python -m ilrm_ros.cli train``) or under
 ``torchrun --nproc_per_node N -m ilrm_ros.cli train``: torchrun's ``RANK``, ``LOCAL_RANK`` and
 ``WORLD_SIZE`` environment variables switch on the process group (NCCL on CUDA, gloo on CPU).
+More ranks than GPUs (``--nproc_per_node 2`` on one GPU) share the GPUs round-robin over gloo, since
+NCCL refuses two ranks on one GPU: worth it when one process cannot keep its GPU busy (the synthetic
+data generator is host-bound for the ``small`` preset).
 """
 
 from __future__ import annotations
@@ -44,14 +47,20 @@ def resolve_device(name: str | None, local_rank: int = 0) -> torch.device:
     return device
 
 
+def backend_for(device: torch.device, local_world_size: int, gpu_count: int) -> str:
+    """NCCL when every rank of this host has a GPU of its own, else gloo (CPU, or ranks sharing GPUs)."""
+    return "nccl" if device.type == "cuda" and local_world_size <= gpu_count else "gloo"
+
+
 def setup(device_name: str | None) -> tuple[DistInfo, torch.device]:
     """Start the process group when launched by torchrun; returns (info, this process's device)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     info = DistInfo(int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0")), world_size)
     device = resolve_device(device_name, info.local_rank)
     if info.enabled and not dist.is_initialized():
-        backend = "nccl" if device.type == "cuda" else "gloo"
-        kwargs = {"device_id": device} if device.type == "cuda" else {}
+        gpus = torch.cuda.device_count() if device.type == "cuda" else 0
+        backend = backend_for(device, int(os.environ.get("LOCAL_WORLD_SIZE", world_size)), gpus)
+        kwargs = {"device_id": device} if backend == "nccl" else {}
         dist.init_process_group(backend=backend, **kwargs)
     return info, device
 

@@ -7,7 +7,15 @@ import json
 import torch
 
 from ilrm_ros.cli import main as cli_main
-from ilrm_ros.evaluation.benchmark import NearestContext, evaluate, make_cases, pose_distance
+from ilrm_ros.evaluation.benchmark import (
+    NearestContext,
+    depth_absrel,
+    evaluate,
+    make_cases,
+    points_in_room,
+    pose_distance,
+)
+from ilrm_ros.gaussians import Gaussians
 from ilrm_ros.train.splits import EVAL_SEEDS
 
 
@@ -48,4 +56,19 @@ def test_quick_eval_cli_writes_table_and_json(tmp_path):
     assert len(rows) == 4 and all(r["scenes"] == 2 for r in rows.values())
     model_row = rows[("iLRM (ilrm, tiny)", 2)]
     assert model_row["refresh_ms"] > 0 and 0 < model_row["psnr_between"] < 60
+    assert model_row["depth_absrel"] > 0 and 0 <= model_row["points_in_room"] <= 1
+    assert rows[("nearest context", 2)]["depth_absrel"] is None  # no geometry to score
+    assert "| depth AbsRel | in room |" in text
     assert rows[("nearest context", 2)]["psnr_between"] > 10  # nearby real images beat an untrained model
+
+
+def test_geometry_scores():
+    n = 4
+    means = torch.tensor([[0.0, 0.0, 0.0], [1.4, 0.0, 0.0], [1.6, 0.0, 0.0], [0.0, -3.0, 0.0]])
+    g = Gaussians(means, torch.tensor([[1.0, 0, 0, 0]]).expand(n, 4), torch.full((n, 3), 0.01),
+                  torch.tensor([0.9, 0.9, 0.9, 0.05]), torch.zeros(n, 1, 3))
+    bounds = (torch.tensor([-1.0, -1.0, -1.0]), torch.tensor([1.0, 1.0, 1.0]))
+    # (1.6, 0, 0) is 0.6 m outside; (0, -3, 0) is outside but too transparent to be published
+    assert abs(points_in_room(g, bounds) - 2 / 3) < 1e-6
+    truth = torch.tensor([[[2.0, 4.0], [0.0, 1.0]]])
+    assert abs(depth_absrel(torch.tensor([[[2.2, 4.0], [5.0, 0.5]]]), truth) - 0.1) < 1e-6  # median of 0.1, 0, 0.5

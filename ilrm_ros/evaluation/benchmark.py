@@ -311,7 +311,8 @@ def markdown_table(rows: list[Row], skipped: dict[str, str], header: dict[str, s
     lines += [f"- {k}: {v}" for k, v in header.items()]
     lines += [
         "",
-        "| method | views | PSNR between | SSIM between | PSNR beyond | SSIM beyond | depth AbsRel | in room | refresh ms |",
+        "| method | views | PSNR between | SSIM between | PSNR beyond | SSIM beyond | depth AbsRel | in room "
+        "| refresh ms |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:

@@ -34,7 +34,7 @@ from ilrm_ros.io.convert import (
 from ilrm_ros.model import load_model
 from ilrm_ros.pipeline.config import PARAMS, PipelineConfig
 from ilrm_ros.pipeline.pipeline import Pipeline, resolve_device
-from ilrm_ros.scene import POINT_FIELDS, pack_points, save_ply
+from ilrm_ros.scene import POINT_FIELDS, save_ply
 
 
 @dataclass
@@ -199,8 +199,7 @@ def run_replay(
     if outputs is not None:
         def publish(gaussians, version):
             stamp = pipeline.latest_frame.stamp_ns
-            outputs.points(stamp, pack_points(gaussians, min_opacity=config.points_min_opacity,
-                                              max_points=config.points_max_points), POINT_FIELDS)
+            outputs.points(stamp, pipeline.points(), POINT_FIELDS)
             outputs.keyframes(stamp, [f.cam_to_world for f in pipeline.window.frames])
 
         pipeline.on_refresh = publish

@@ -16,8 +16,10 @@ Methods (all rendered with :func:`ilrm_ros.render.render` on white, scored with
 
 Geometry, for the methods that build Gaussians: ``depth AbsRel`` = median over the target pixels of
 |rendered expected depth - true depth| / true depth, and ``in room`` = the share of the Gaussians
-that ``~/points`` would publish (opacity >= 0.1) lying inside the room's bounds (+-0.5 m). Renders
-can look right with Gaussians hidden behind surfaces; a point cloud cannot.
+that ``~/points`` would publish (opacity >= 0.1) lying inside the room's bounds (+-0.5 m), and
+``seen in room``, the same for the cloud of ``points.visible_only`` (the Gaussians a context camera
+sees, :func:`~ilrm_ros.scene.visibility.surface_mask`). Renders can look right with Gaussians
+hidden behind surfaces; a point cloud cannot.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ilrm_ros.gaussians import Gaussians
 from ilrm_ros.train.data import ViewBatch, make_synthetic_scene, render_views
 from ilrm_ros.train.splits import EVAL_SEEDS
 from ilrm_ros.train.views import sample_views
@@ -92,11 +95,16 @@ class Prediction:
     refresh_s: float | None = None  # time to (re)build the scene representation
     depth: torch.Tensor | None = None  # [T, H, W] expected depth in metres (methods with geometry)
     points_in_room: float | None = None  # share of published Gaussians inside the room
+    seen_in_room: float | None = None  # the same, of the Gaussians a context camera sees
 
 
-def points_in_room(g, bounds: tuple[torch.Tensor, torch.Tensor]) -> float:
-    """Share of the Gaussians with opacity >= 0.1 inside ``bounds`` widened by 0.5 m (NaN if none)."""
+def points_in_room(
+    g: Gaussians, bounds: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None = None
+) -> float:
+    """Share of the Gaussians (of ``mask``) with opacity >= 0.1 inside ``bounds`` widened by 0.5 m (NaN if none)."""
     keep = g.opacities.reshape(-1) >= POINT_MIN_OPACITY
+    if mask is not None:
+        keep &= mask
     xyz = g.means.reshape(-1, 3)[keep].float()
     if len(xyz) == 0:
         return float("nan")
@@ -108,6 +116,18 @@ def depth_absrel(depth: torch.Tensor, truth: torch.Tensor) -> float:
     """Median |depth - truth| / truth over the pixels with a true depth."""
     valid = truth > 0
     return ((depth - truth).abs() / truth.clamp_min(1e-6))[valid].median().item()
+
+
+def _with_geometry(pred: Prediction, g: Gaussians, case: Case) -> Prediction:
+    """``pred`` with the point-cloud scores of the Gaussians ``g`` built from ``case``'s context views."""
+    from ilrm_ros.scene.visibility import surface_mask
+
+    v = case.views
+    device = g.means.device
+    seen = surface_mask(g, v.context_intrinsics[0].to(device), v.context_cam_to_world[0].to(device), *v.image_size)
+    pred.points_in_room = points_in_room(g, case.bounds)
+    pred.seen_in_room = points_in_room(g, case.bounds, seen)
+    return pred
 
 
 class Method:
@@ -158,7 +178,7 @@ class ModelMethod(Method):
         refresh = time.perf_counter() - t0
         h, w = v.image_size
         out = render(g, v.target_intrinsics[0].to(device), v.target_cam_to_world[0].to(device), w, h, background=WHITE)
-        return Prediction(out.rgb, refresh, out.depth, points_in_room(g, case.bounds))
+        return _with_geometry(Prediction(out.rgb, refresh, out.depth), g, case)
 
 
 def pose_distance(a: torch.Tensor, b: torch.Tensor, metres_per_radian: float = 0.5) -> torch.Tensor:
@@ -223,7 +243,7 @@ class GaussianOptim(Method):
         self.steps.append(steps)
         h, w = v.image_size
         out = render(g, v.target_intrinsics[0], v.target_cam_to_world[0], w, h, background=WHITE)
-        return Prediction(out.rgb, refresh, out.depth, points_in_room(g, case.bounds))
+        return _with_geometry(Prediction(out.rgb, refresh, out.depth), g, case)
 
 
 @dataclass
@@ -239,6 +259,7 @@ class Row:
     per_scene: list[dict] = field(default_factory=list)
     depth_absrel: float | None = None
     points_in_room: float | None = None
+    seen_in_room: float | None = None
 
 
 def evaluate(
@@ -267,6 +288,7 @@ def evaluate(
                 if pred.depth is not None and case.views.target_depth is not None:
                     entry["depth_absrel"] = depth_absrel(pred.depth.float().cpu(), case.views.target_depth[0].cpu())
                     entry["points_in_room"] = pred.points_in_room
+                    entry["seen_in_room"] = pred.seen_in_room
                 for label, mask in (("between", ~beyond), ("beyond", beyond)):
                     idx = torch.nonzero(mask).squeeze(1)
                     entry[f"psnr_{label}"] = statistics.fmean(psnr(rgb[i], gt[i]) for i in idx.tolist())
@@ -281,7 +303,7 @@ def evaluate(
             refresh_ms = 1000 * statistics.median(times) if times else None
             geometry = {
                 k: statistics.fmean(e[k] for e in per_scene) if all(k in e for e in per_scene) else None
-                for k in ("depth_absrel", "points_in_room")
+                for k in ("depth_absrel", "points_in_room", "seen_in_room")
             }
             rows.append(
                 Row(
@@ -312,14 +334,14 @@ def markdown_table(rows: list[Row], skipped: dict[str, str], header: dict[str, s
     lines += [
         "",
         "| method | views | PSNR between | SSIM between | PSNR beyond | SSIM beyond | depth AbsRel | in room "
-        "| refresh ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| seen in room | refresh ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r.method} | {r.num_views} | {_fmt(r.psnr_between, 2)} | {_fmt(r.ssim_between, 3)} | "
             f"{_fmt(r.psnr_beyond, 2)} | {_fmt(r.ssim_beyond, 3)} | {_fmt(r.depth_absrel, 3)} | "
-            f"{_fmt(r.points_in_room, 2)} | {_fmt(r.refresh_ms, 1)} |"
+            f"{_fmt(r.points_in_room, 2)} | {_fmt(r.seen_in_room, 2)} | {_fmt(r.refresh_ms, 1)} |"
         )
     lines.append("")
     lines += [f"- skipped {name}: {why}" for name, why in skipped.items()]

@@ -321,8 +321,7 @@ class IlrmNode(Node):
         # Stamped with the newest keyframe's time: the scene shows the world as of that image.
         stamp = max((f.stamp_ns for f in frames), default=self.get_clock().now().nanoseconds)
         start = time.perf_counter()
-        points = pack_points(gaussians, min_opacity=self.pipeline.config.points_min_opacity,
-                             max_points=self.pipeline.config.points_max_points)
+        points = self.pipeline.points()
         self._pub_points.publish(pointcloud_msg(points, POINT_FIELDS, stamp, self._world_frame))
         self.pipeline.stats.latency("points", time.perf_counter() - start)
         self._trigger_render()  # show the new scene now, not at the next camera frame

@@ -81,6 +81,10 @@ class PipelineConfig:
                                        range=(0.0, 1.0))
     points_max_points: int = _param(100_000, "Most points published in the point cloud (the most opaque kept).",
                                     range=(1, 20_000_000))
+    points_visible_only: bool = _param(
+        False, "Publish only Gaussians that a window camera sees on a rendered surface (drops those hidden "
+        "behind walls; costs one render of the window per refresh: ~ms on a GPU, seconds on a CPU).",
+        read_only=True)
 
     def __post_init__(self) -> None:
         for f in fields(self):

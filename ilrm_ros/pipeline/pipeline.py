@@ -43,7 +43,7 @@ from ilrm_ros.pipeline.metrics import psnr, ssim
 from ilrm_ros.pipeline.stats import Stats
 from ilrm_ros.pipeline.sync import DropFrame, PoseBuffer
 from ilrm_ros.render import RenderResult, render
-from ilrm_ros.scene import Scene
+from ilrm_ros.scene import Scene, pack_points
 from ilrm_ros.transfer import upload
 
 log = logging.getLogger(__name__)
@@ -155,7 +155,8 @@ class Pipeline:
         self.selector = KeyframeSelector(config.keyframe_min_translation, config.keyframe_min_rotation_deg,
                                          config.keyframe_blur_threshold)
         self.window = Window(self.num_views, config.window_selection, config.window_history)
-        self.scene = Scene(mode=config.scene_mode, budget=config.scene_budget)
+        self.scene = Scene(mode=config.scene_mode, budget=config.scene_budget,
+                           track_surface=config.points_visible_only)
         self._lock = threading.RLock()  # sync, keyframe and window state
         self._scene_lock = threading.Lock()  # the scene's gaussians + version read together, and the epoch
         self._cond = threading.Condition()  # the refresh slot and the worker's state
@@ -220,7 +221,8 @@ class Pipeline:
                 frames.append(Frame(i, image, K, c2w))
             gaussians, K_t, c2w_t, size = self._reconstruct_once(tuple(frames), self.resolution)
             _check_finite(gaussians)
-            Scene(mode=self.config.scene_mode, budget=self.config.scene_budget).update(gaussians, K_t, c2w_t, *size)
+            Scene(mode=self.config.scene_mode, budget=self.config.scene_budget,
+                  track_surface=self.config.points_visible_only).update(gaussians, K_t, c2w_t, *size)
             if self.on_warmup is not None:
                 self.on_warmup(gaussians)
             torch.cuda.synchronize(self.device)
@@ -479,6 +481,12 @@ class Pipeline:
         """The current scene's Gaussians (unbatched, world frame) and its version (bumped by every update)."""
         with self._scene_lock:
             return self.scene.gaussians, self.scene.version
+
+    def points(self) -> np.ndarray:
+        """The current scene as point-cloud records (``POINT_DTYPE``), filtered as ``points.*`` say."""
+        with self._scene_lock:
+            cloud = self.scene.cloud
+        return pack_points(cloud, self.config.points_min_opacity, self.config.points_max_points)
 
     def render(self, cam_to_world, K, width: int, height: int, background=None) -> RenderResult:
         """Render the current scene from one camera (K with pixel centres at x + 0.5, see ``camera``)."""

@@ -41,13 +41,17 @@ class Scene:
     away must be e (2.7) times more opaque to be kept. So the map cannot grow without bound, and
     what is dropped first is faint and far from where the robot has recently been.
 
+    With ``track_surface``, each update also marks which new Gaussians a window camera sees
+    (:func:`~ilrm_ros.scene.visibility.surface_mask`, one render of the window); :attr:`cloud` then
+    holds only those. The marks stay with the Gaussians through later updates.
+
     Updates build new tensors and swap them in under a lock, so a reader holding ``scene.gaussians``
     never sees a half-updated set; ``version`` increases with every update or clear.
     """
 
     def __init__(
         self, mode: str = "window", budget: int = 200_000, recent_cameras: int = 8, depth_margin: float = 0.05,
-        min_opacity: float = 0.005, distance_scale: float = 2.0, near: float = 0.01,
+        min_opacity: float = 0.005, distance_scale: float = 2.0, near: float = 0.01, track_surface: bool = False,
     ) -> None:
         if mode not in ("window", "map"):
             raise ValueError(f"mode must be 'window' or 'map', got {mode!r}")
@@ -59,6 +63,8 @@ class Scene:
         self.min_opacity = float(min_opacity)
         self.distance_scale = float(distance_scale)
         self.near = float(near)
+        self.track_surface = bool(track_surface)
+        self._surface = torch.zeros(0, dtype=torch.bool)
         self._cameras: deque[torch.Tensor] = deque(maxlen=int(recent_cameras))
         self._gaussians = Gaussians.empty()
         self._version = 0
@@ -71,6 +77,13 @@ class Scene:
     def gaussians(self) -> Gaussians:
         """The current scene (unbatched, world frame). Treat as read-only."""
         return self._gaussians
+
+    @property
+    def cloud(self) -> Gaussians:
+        """The Gaussians for a point cloud: those a camera saw on a surface (all without ``track_surface``)."""
+        with self._lock:
+            g, surface = self._gaussians, self._surface
+        return g.select(surface) if self.track_surface else g
 
     @property
     def cameras(self) -> torch.Tensor:
@@ -86,6 +99,7 @@ class Scene:
     def clear(self) -> None:
         with self._lock:
             self._gaussians = Gaussians.empty(self._gaussians.means.device, self._gaussians.sh.shape[1])
+            self._surface = torch.zeros(0, dtype=torch.bool, device=self._gaussians.means.device)
             self._cameras.clear()
             self._version += 1
 
@@ -107,9 +121,9 @@ class Scene:
             raise ValueError(f"map mode needs N = V*H*W = {V * height * width} Gaussians, got {len(g)}")
         g = g.detach().float()
         with self._lock:
-            old = self._gaussians.to(dev)
+            old, old_surface = self._gaussians.to(dev), self._surface.to(dev)
             if self.mode == "window" or len(old) == 0:
-                old = Gaussians.empty(dev, g.sh.shape[1])
+                old, old_surface = Gaussians.empty(dev, g.sh.shape[1]), old_surface[:0]
             if old.sh.shape[1] != g.sh.shape[1]:  # keep the SH bases both have
                 k = min(old.sh.shape[1], g.sh.shape[1])
                 old, g = (Gaussians(x.means, x.quats, x.scales, x.opacities, x.sh[:, :k]) for x in (old, g))
@@ -117,18 +131,25 @@ class Scene:
             if len(old) > 0:
                 seen = self._seen(old.means, g.means, K, c2w, height, width)
                 replaced = int(seen.sum())
-                old = old.select(~seen)
+                old, old_surface = old.select(~seen), old_surface[~seen]
             keep_new = g.opacities >= self.min_opacity
             new = g.select(keep_new) if not bool(keep_new.all()) else g
+            if self.track_surface:
+                from ilrm_ros.scene.visibility import surface_mask
+
+                new_surface = surface_mask(new, K, c2w, height, width)
+            else:
+                new_surface = torch.zeros(len(new), dtype=torch.bool, device=dev)
             for pose in c2w:
                 self._cameras.append(pose.detach().cpu())
             merged = Gaussians.cat([old, new])
+            surface = torch.cat([old_surface, new_surface])
             dropped = 0
             if len(merged) > self.budget:
                 dropped = len(merged) - self.budget
-                keep = torch.topk(self._score(merged), self.budget, sorted=False).indices
-                merged = merged.select(torch.sort(keep).values)  # keep the stored order
-            self._gaussians = merged
+                keep = torch.sort(torch.topk(self._score(merged), self.budget, sorted=False).indices).values
+                merged, surface = merged.select(keep), surface[keep]  # keep the stored order
+            self._gaussians, self._surface = merged, surface
             self._version += 1
             return UpdateStats(added=len(new), replaced=replaced, filtered=len(g) - len(new), dropped=dropped,
                                total=len(merged))

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ilrm_ros.checkpoints import SHIPPED_CHECKPOINT
 from ilrm_ros.model import load_model
 from ilrm_ros.pipeline.camera import CameraModel
 from ilrm_ros.pipeline.config import PipelineConfig
@@ -235,6 +236,34 @@ def test_render_and_evaluate_latest(model):
     assert torch.isfinite(result.rgb).all()
     scores = pipe.evaluate_latest()
     assert np.isfinite(scores["psnr"]) and -1.0 <= scores["ssim"] <= 1.0 and scores["stamp_ns"] == frame.stamp_ns
+
+
+def test_points_visible_only_keep_the_cloud_in_the_room():
+    """The shipped model on a synthetic room: the hidden Gaussians it leaves past the walls stay out."""
+    from ilrm_ros.bag.writer import camera_info_k, synthetic_sequence, to_rgb8
+
+    seq = synthetic_sequence(frames=24, rate_hz=15.0, width=128, height=96, seed=3)
+    images = to_rgb8(seq.render(slice(None))[0])
+    lo, hi = (b.numpy() for b in seq.room.bounds)
+    shipped = load_model(str(SHIPPED_CHECKPOINT), device="cpu")
+    clouds = []
+    for flag in (False, True):
+        pipe = Pipeline(PipelineConfig.from_dict({"points.visible_only": flag}), shipped, synchronous=True)
+        pipe.on_camera_info(CameraModel(seq.width, seq.height, camera_info_k(seq.intrinsics).reshape(3, 3)))
+        for i in range(len(images)):
+            stamp = int(seq.image_stamps_ns[i])
+            pipe.on_pose(stamp, seq.cam_to_world[i].numpy())
+            pipe.on_image(stamp, images[i])
+            if pipe.scene_snapshot()[1] == 1:
+                break
+        assert pipe.scene_snapshot()[1] == 1
+        points = pipe.points()
+        clouds.append(np.stack([points["x"], points["y"], points["z"]], 1))
+    full, visible = clouds
+    in_room = [np.all((c >= lo - 0.5) & (c <= hi + 0.5), axis=1).mean() for c in clouds]
+    assert 0 < len(visible) < len(full)
+    assert {tuple(p) for p in visible.tolist()} <= {tuple(p) for p in full.tolist()}
+    assert in_room[1] > 0.95 and in_room[1] > in_room[0], in_room
 
 
 def test_apply_changes_dynamic_parameters_only(model):

@@ -1,4 +1,5 @@
-"""Scene: window mode, map-mode replacement of what the new cameras see, and the budget."""
+"""Scene: window mode, map-mode replacement of what the new cameras see, the budget, and the
+surface marks behind the point cloud."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from ilrm_ros.gaussians import Gaussians
 from ilrm_ros.geometry import make_pose, pose_from_quat, quat_normalize
 from ilrm_ros.scene import Scene
+from ilrm_ros.scene.visibility import surface_mask
 
 H = W = 8
 K = torch.tensor([[8.0, 0.0, 4.0], [0.0, 8.0, 4.0], [0.0, 0.0, 1.0]])
@@ -146,3 +148,46 @@ def test_budget_holds_over_1000_updates_circling_a_room(one_thread):
     assert scene.version == 1000 and scene.cameras.shape == (8, 4, 4)
     g = scene.gaussians
     assert g.means.shape == (len(scene), 3) and g.sh.shape == (len(scene), 1, 3)
+
+
+def _pixel_ray(row: int, col: int) -> torch.Tensor:
+    """Camera-frame direction (z = 1) through the centre of pixel (row, col) of ``K``."""
+    return torch.tensor([(col + 0.5 - K[0, 2]) / K[0, 0], (row + 0.5 - K[1, 2]) / K[1, 1], 1.0])
+
+
+def test_surface_marks_leave_hidden_gaussians_out_of_the_cloud():
+    c2w = torch.eye(4)[None]
+    wall = window(c2w, torch.full((1, H, W), 5.0))  # a surface at z = 5 over the whole image
+    a, b = _pixel_ray(2, 3), _pixel_ray(5, 5)
+    extra = make_gaussians(torch.stack([
+        a * 8.0,  # behind the wall: hidden
+        a * 5.2,  # on the wall within 10 %: the same surface
+        b * 3.0,  # in front of the wall: seen, and hides the wall's Gaussian of pixel (5, 5)
+        torch.tensor([20.0, 0.0, 5.0]),  # outside the image
+    ]))
+    g = Gaussians.cat([wall, extra])
+    mask = surface_mask(g, K[None], c2w, H, W)
+    expected_wall = torch.ones(H * W, dtype=torch.bool)
+    expected_wall[5 * W + 5] = False
+    assert torch.equal(mask[: H * W], expected_wall)
+    assert mask[H * W:].tolist() == [False, True, True, False]
+
+    scene = Scene(track_surface=True)
+    scene.update(g, K[None], c2w, H, W)
+    assert len(scene.gaussians) == H * W + 4  # renders keep every Gaussian
+    assert len(scene.cloud) == H * W + 1 and not contains(scene.cloud, (a * 8.0).tolist())
+    plain = Scene()  # no marks: the cloud is the whole scene
+    plain.update(g, K[None], c2w, H, W)
+    assert len(plain.cloud) == H * W + 4
+
+
+def test_surface_marks_stay_with_their_gaussians_in_map_mode():
+    scene = Scene(mode="map", budget=10_000, track_surface=True)
+    c2w = torch.eye(4)[None].repeat(2, 1, 1)  # two views from one pose: the second view's surface lies
+    first = window(c2w, torch.stack([torch.full((H, W), 5.0), torch.full((H, W), 8.0)]))  # behind the first's
+    scene.update(first, K[None].repeat(2, 1, 1), c2w, H, W)
+    assert len(scene.gaussians) == 2 * H * W and len(scene.cloud) == H * W
+    far = make_pose(torch.eye(3), torch.tensor([100.0, 0.0, 0.0]))[None]  # sees none of the first window
+    scene.update(window(far, torch.full((1, H, W), 5.0)), K[None], far, H, W)
+    assert len(scene.gaussians) == 3 * H * W and len(scene.cloud) == 2 * H * W
+    assert not (scene.cloud.means[:, 2] > 6.0).any()  # the hidden surface stays out

@@ -57,8 +57,9 @@ def test_quick_eval_cli_writes_table_and_json(tmp_path):
     model_row = rows[("iLRM (ilrm, tiny)", 2)]
     assert model_row["refresh_ms"] > 0 and 0 < model_row["psnr_between"] < 60
     assert model_row["depth_absrel"] > 0 and 0 <= model_row["points_in_room"] <= 1
+    assert 0 <= model_row["seen_in_room"] <= 1
     assert rows[("nearest context", 2)]["depth_absrel"] is None  # no geometry to score
-    assert "| depth AbsRel | in room |" in text
+    assert "| depth AbsRel | in room | seen in room |" in text
     assert rows[("nearest context", 2)]["psnr_between"] > 10  # nearby real images beat an untrained model
 
 
@@ -70,5 +71,6 @@ def test_geometry_scores():
     bounds = (torch.tensor([-1.0, -1.0, -1.0]), torch.tensor([1.0, 1.0, 1.0]))
     # (1.6, 0, 0) is 0.6 m outside; (0, -3, 0) is outside but too transparent to be published
     assert abs(points_in_room(g, bounds) - 2 / 3) < 1e-6
+    assert points_in_room(g, bounds, torch.tensor([True, True, False, True])) == 1.0
     truth = torch.tensor([[[2.0, 4.0], [0.0, 1.0]]])
     assert abs(depth_absrel(torch.tensor([[[2.2, 4.0], [5.0, 0.5]]]), truth) - 0.1) < 1e-6  # median of 0.1, 0, 0.5

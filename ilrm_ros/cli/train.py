@@ -48,6 +48,7 @@ _CONFIG_OPTIONS = (
     "resolution",
     "ssim_weight",
     "depth_weight",
+    "gaussian_depth_weight",
     "max_gap",
     "scene_pool",
     "samples_per_scene",
@@ -151,6 +152,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--ssim-weight", type=float, default=None, help="weight of the (1 - SSIM) term (default 0)")
     g.add_argument(
         "--depth-weight", type=float, default=None, help="weight of the depth L1 term, synthetic only (default 0)"
+    )
+    g.add_argument(
+        "--gaussian-depth-weight",
+        type=float,
+        default=None,
+        help="weight of the L1 term on each pixel-aligned Gaussian's own depth, synthetic only (default 0)",
     )
     g.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     g = parser.add_argument_group("output")

@@ -25,8 +25,9 @@ from .views import ViewChoice, keyframe_indices, sample_views
 class ViewBatch:
     """Context and target views of ``B`` scenes (world frame; images float in [0, 1]).
 
-    context_*: ``[B, V, ...]``; target_*: ``[B, T, ...]``; ``target_depth`` ``[B, T, H, W]`` z-depth in
-    metres (None when the source has none); ``target_beyond`` ``[B, T]`` bool (outside the context span).
+    context_*: ``[B, V, ...]``; target_*: ``[B, T, ...]``; ``target_depth`` ``[B, T, H, W]`` and
+    ``context_depth`` ``[B, V, H, W]`` z-depth in metres (None when the source has none);
+    ``target_beyond`` ``[B, T]`` bool (outside the context span).
     """
 
     context_images: torch.Tensor
@@ -37,6 +38,7 @@ class ViewBatch:
     target_cam_to_world: torch.Tensor
     target_beyond: torch.Tensor
     target_depth: torch.Tensor | None = None
+    context_depth: torch.Tensor | None = None
 
     def to(self, device: torch.device | str) -> "ViewBatch":
         return ViewBatch(
@@ -177,6 +179,7 @@ def render_views(
         target_cam_to_world=c2w[:, v:].contiguous(),
         target_beyond=beyond,
         target_depth=depth[:, v:].contiguous() if with_depth else None,
+        context_depth=depth[:, :v].contiguous() if with_depth else None,
     )
 
 

@@ -1,4 +1,4 @@
-"""Rendering losses: MSE, an optional SSIM term and an optional depth term."""
+"""Training losses: MSE, optional SSIM and rendered-depth terms, and the Gaussians' own depths."""
 
 from __future__ import annotations
 
@@ -38,3 +38,22 @@ def render_loss(
         terms["depth_l1"] = depth_l1.detach()
     terms["loss"] = loss.detach()
     return loss, terms
+
+
+def gaussian_depth_l1(means: torch.Tensor, cam_to_world: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+    """Mean |z - depth| of pixel-aligned Gaussians against the true depth of their own pixel.
+
+    ``means [B, V*H*W, 3]`` in the model's (view, row, column) order, ``cam_to_world [B, V, 4, 4]`` and
+    ``depth [B, V, H, W]`` (camera z, same units; pixels without a valid depth are skipped). Unlike the
+    rendered-depth term this reaches every Gaussian, also those that no render shows (behind a
+    surface), which is where a point cloud goes wrong.
+    """
+    b, v, h, w = depth.shape
+    if means.shape[1] != v * h * w:
+        raise ValueError(f"{means.shape[1]} Gaussians are not pixel-aligned with {v} views of {h}x{w}")
+    pts = means.float().reshape(b, v, h * w, 3)
+    R, t = cam_to_world[..., :3, :3].float(), cam_to_world[..., :3, 3].float()
+    z = ((pts - t[:, :, None]) @ R)[..., 2].reshape(b, v, h, w)  # world -> camera: R^T (x - t)
+    valid = torch.isfinite(depth) & (depth > 0)
+    err = (z - torch.nan_to_num(depth.float(), nan=0.0, posinf=0.0)).abs()
+    return (err * valid).sum() / valid.sum().clamp_min(1)

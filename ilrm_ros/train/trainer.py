@@ -31,7 +31,7 @@ import torch
 from ..model.config import PRESETS, ILRMConfig
 from . import distributed as D
 from .data import BagSource, SyntheticSource, ViewBatch
-from .losses import render_loss
+from .losses import gaussian_depth_l1, render_loss
 from .scalars import ScalarLog
 from .schedule import make_scheduler
 
@@ -69,6 +69,7 @@ class TrainConfig:
     resolution: tuple[int, int] | None = None
     ssim_weight: float = 0.0
     depth_weight: float = 0.0
+    gaussian_depth_weight: float = 0.0
     max_gap: int = 3
     beyond_fraction: float = 0.5
     scene_pool: int = 64
@@ -220,7 +221,7 @@ class Trainer:
                 workers=self._data_workers(),
                 max_gap=c.max_gap,
                 beyond_fraction=c.beyond_fraction,
-                with_depth=c.depth_weight > 0,
+                with_depth=c.depth_weight > 0 or c.gaussian_depth_weight > 0,
             )
         if c.data == "bag":
             if trajectories is None:
@@ -293,9 +294,15 @@ class Trainer:
         if c.depth_weight > 0 and batch.target_depth is not None:
             # Metres -> the normalised frame (translations there are scaled by transform.scale).
             gt_depth = (batch.target_depth * transform.scale[:, None, None, None]).flatten(0, 1)
-        return render_loss(
+        loss, terms = render_loss(
             rgb, target, torch.cat(depths), gt_depth, c.ssim_weight, c.depth_weight if gt_depth is not None else 0.0
         )
+        if c.gaussian_depth_weight > 0 and batch.context_depth is not None:
+            ctx_depth = batch.context_depth * transform.scale[:, None, None, None]
+            term = gaussian_depth_l1(gaussians.means, ctx_c2w, ctx_depth)
+            loss = loss + c.gaussian_depth_weight * term
+            terms["gaussian_depth_l1"], terms["loss"] = term.detach(), loss.detach()
+        return loss, terms
 
     def next_batch(self) -> ViewBatch:
         """The next batch of the data stream (the one drawn ahead by ``train_step(prefetch=True)``, if any)."""

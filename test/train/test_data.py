@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ilrm_ros.train.data import BagSource, SyntheticSource
-from ilrm_ros.train.losses import render_loss
+from ilrm_ros.train.losses import gaussian_depth_l1, render_loss
 from ilrm_ros.train.schedule import warmup_cosine
 from ilrm_ros.train.splits import EVAL_SEEDS, TRAIN_SEEDS
 from ilrm_ros.train.views import keyframe_indices, sample_views
@@ -48,6 +48,7 @@ def test_synthetic_source_shapes_and_resumable_stream():
     assert b.context_images.shape == (2, 2, 3, 32, 48) and b.target_images.shape == (2, 3, 3, 32, 48)
     assert b.context_cam_to_world.shape == (2, 2, 4, 4) and b.target_intrinsics.shape == (2, 3, 3, 3)
     assert b.target_depth.shape == (2, 3, 32, 48) and (b.target_depth > 0).all()
+    assert b.context_depth.shape == (2, 2, 32, 48) and (b.context_depth > 0).all()
     assert 0 <= b.context_images.min() and b.context_images.max() <= 1 and b.context_images.std() > 0.02
     state = src.state_dict()
     torch.save(state, "/dev/null")  # plain containers only
@@ -75,6 +76,28 @@ def test_render_loss_terms():
     assert float(terms["depth_l1"]) == pytest.approx(0.5)
     assert 0 < float(terms["ssim"]) < 1
     assert float(loss) == pytest.approx(mse + 0.5 * (1 - float(terms["ssim"])) + 2.0 * 0.5, rel=1e-5)
+
+
+def test_gaussian_depth_term_measures_each_gaussian_on_its_own_pixel():
+    src = SyntheticSource(16, 24, num_views=2, num_targets=1, seed=2, pool_size=1)
+    b = src.sample(1)
+    src.close()
+    K, c2w, depth = b.context_intrinsics[0], b.context_cam_to_world[0], b.context_depth[0]
+    v, u = torch.meshgrid(torch.arange(16) + 0.5, torch.arange(24) + 0.5, indexing="ij")
+
+    def unproject(scale: float) -> torch.Tensor:  # Gaussians on their pixel rays at scale x the true depth
+        means = []
+        for i in range(2):
+            z = depth[i] * scale
+            cam = torch.stack([(u - K[i, 0, 2]) / K[i, 0, 0] * z, (v - K[i, 1, 2]) / K[i, 1, 1] * z, z], -1)
+            means.append((cam @ c2w[i, :3, :3].T + c2w[i, :3, 3]).reshape(-1, 3))
+        return torch.cat(means)[None]
+
+    assert float(gaussian_depth_l1(unproject(1.0), c2w[None], depth[None])) == pytest.approx(0.0, abs=1e-4)
+    expected = float(0.1 * depth.mean())
+    assert float(gaussian_depth_l1(unproject(1.1), c2w[None], depth[None])) == pytest.approx(expected, rel=1e-4)
+    with pytest.raises(ValueError, match="pixel-aligned"):
+        gaussian_depth_l1(unproject(1.0)[:, :-1], c2w[None], depth[None])
 
 
 def test_warmup_cosine_schedule():

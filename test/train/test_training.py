@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import statistics
 
 import pytest
@@ -112,6 +113,17 @@ def test_time_budget_stops_before_the_limit(tmp_path):
     assert summary["stopped"] == "time" and summary["step"] < 100_000
     assert time.monotonic() - start < 12.0
     assert read_state(tmp_path)["step"] == summary["step"]
+
+
+def test_gaussian_depth_term_trains(tmp_path):
+    trainer = Trainer(tiny_config(gaussian_depth_weight=1.0, depth_weight=0.1), tmp_path, device="cpu")
+    batch = trainer.data.sample(1)
+    first = trainer.train_step(batch)
+    for _ in range(8):
+        last = trainer.train_step(batch)
+    trainer.close()
+    assert math.isfinite(first["gaussian_depth_l1"]) and "depth_l1" in first
+    assert last["gaussian_depth_l1"] < first["gaussian_depth_l1"]  # the term has a gradient into the model
 
 
 def test_gslrm_baseline_trains_through_the_same_loop(tmp_path):

@@ -54,13 +54,14 @@ def render(
     g: Gaussians, Ks: torch.Tensor, viewmats: torch.Tensor, width: int, height: int,
     backgrounds: torch.Tensor, near: float = 0.01, far: float = 500.0, packed: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Render unbatched CUDA Gaussians into C cameras in one call.
+    """Render CUDA Gaussians into C cameras in one call: unbatched ``[N,...]`` into ``Ks [C,3,3]``,
+    or batched ``[B,N,...]`` into ``Ks [B,C,3,3]`` (gsplat's leading batch dimensions).
 
-    ``Ks [C,3,3]`` in pixels, world-to-camera ``viewmats [C,4,4]``, ``backgrounds [C,3]``.
+    Ks in pixels, world-to-camera ``viewmats`` and ``backgrounds [...,C,3]`` like Ks.
     Colours are passed as degree-0 SH coefficients ``[N,1,3]`` with ``sh_degree=0``, so gsplat
     evaluates ``max(0, 0.5 + C0 sh)``; the RGB output is then clipped to [0, 1]. ``packed=False``
     (dense ``[C,N]`` intermediates) is the faster layout for one scene seen by a few cameras.
-    Returns ``rgb [C,H,W,3]``, expected depth ``[C,H,W]`` (0 where empty), ``alpha [C,H,W]``.
+    Returns ``rgb [...,C,H,W,3]``, expected depth ``[...,C,H,W]`` (0 where empty), ``alpha [...,C,H,W]``.
     Differentiable (training renders through it); inference callers run it under ``inference_mode``.
     """
     load_kernels()
@@ -68,13 +69,13 @@ def render(
 
     dev = g.means.device
     f32 = lambda t: t.to(dev, torch.float32).contiguous()  # noqa: E731
-    C = Ks.shape[0]
+    cams = tuple(Ks.shape[:-2])  # (C,) or (B, C)
     if len(g) == 0:
-        bg = f32(backgrounds)[:, None, None, :].expand(C, height, width, 3).clamp(0.0, 1.0)
-        zeros = torch.zeros(C, height, width, device=dev)
+        bg = f32(backgrounds)[..., None, None, :].expand(*cams, height, width, 3).clamp(0.0, 1.0)
+        zeros = torch.zeros(*cams, height, width, device=dev)
         return bg.contiguous(), zeros, zeros.clone()
     colors, alphas, _ = rasterization(
-        f32(g.means), f32(g.quats), f32(g.scales), f32(g.opacities), f32(g.sh[:, :1, :]),
+        f32(g.means), f32(g.quats), f32(g.scales), f32(g.opacities), f32(g.sh[..., :1, :]),
         f32(viewmats), f32(Ks), int(width), int(height),
         near_plane=near, far_plane=far, sh_degree=0, packed=packed, backgrounds=f32(backgrounds),
         render_mode="RGB+ED", rasterize_mode="classic",

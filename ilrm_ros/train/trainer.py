@@ -278,12 +278,8 @@ class Trainer:
         tgt_c2w = transform.to_normalized(batch.target_cam_to_world.float())
         gaussians = self.net(batch.context_images, batch.context_intrinsics.float(), ctx_c2w)
         h, w = batch.target_images.shape[-2:]
-        rgbs, depths = [], []
-        for b in range(batch.target_images.shape[0]):
-            out = render(gaussians.batch(b), batch.target_intrinsics[b].float(), tgt_c2w[b], w, h, background=WHITE)
-            rgbs.append(out.rgb)
-            depths.append(out.depth)
-        rgb = torch.cat(rgbs)
+        out = render(gaussians, batch.target_intrinsics.float(), tgt_c2w, w, h, background=WHITE)  # one call
+        rgb, depth = out.rgb.flatten(0, 1), out.depth.flatten(0, 1)
         if torch.is_grad_enabled() and not rgb.requires_grad:
             raise RuntimeError(
                 "ilrm_ros.render.render returned images without a gradient on "
@@ -295,7 +291,7 @@ class Trainer:
             # Metres -> the normalised frame (translations there are scaled by transform.scale).
             gt_depth = (batch.target_depth * transform.scale[:, None, None, None]).flatten(0, 1)
         loss, terms = render_loss(
-            rgb, target, torch.cat(depths), gt_depth, c.ssim_weight, c.depth_weight if gt_depth is not None else 0.0
+            rgb, target, depth, gt_depth, c.ssim_weight, c.depth_weight if gt_depth is not None else 0.0
         )
         if c.gaussian_depth_weight > 0 and batch.context_depth is not None:
             ctx_depth = batch.context_depth * transform.scale[:, None, None, None]

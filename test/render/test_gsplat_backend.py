@@ -25,6 +25,26 @@ def test_gsplat_matches_cpu_renderer_two_cameras():
     assert stats["depth_rel_mad"] < 1e-3, stats
 
 
+def test_gsplat_batched_scenes_match_each_scene_and_its_gradient():
+    """What the training loss relies on: one call for B scenes gives each scene's image and gradient."""
+    w, h = 64, 48
+    K = pinhole(w, h)
+    c2w = orbit_cameras(2)
+    scenes = [random_gaussians(2000, K, c2w[0], w, h, seed=s).to("cuda") for s in (3, 4)]
+    fields = scenes[0].__dataclass_fields__
+    Ks, poses = K.expand(2, 2, 3, 3).cuda(), torch.stack([c2w, c2w.flip(0)]).cuda()
+    batched = {f: torch.stack([getattr(s, f) for s in scenes]).requires_grad_(f == "means") for f in fields}
+    out = render(Gaussians(**batched), Ks, poses, w, h)
+    assert out.rgb.shape == (2, 2, h, w, 3)
+    (out.rgb.square().sum() + out.depth.sum()).backward()
+    for b, s in enumerate(scenes):
+        means = s.means.clone().requires_grad_(True)
+        one = render(Gaussians(means, s.quats, s.scales, s.opacities, s.sh), Ks[b], poses[b], w, h)
+        assert torch.allclose(one.rgb, out.rgb[b], atol=1e-5) and torch.allclose(one.depth, out.depth[b], atol=1e-4)
+        (one.rgb.square().sum() + one.depth.sum()).backward()
+        assert torch.allclose(means.grad, batched["means"].grad[b], rtol=1e-3, atol=1e-4)
+
+
 def test_gsplat_batched_equals_single_and_background():
     w, h = 96, 64
     K = pinhole(w, h)

@@ -172,6 +172,28 @@ def test_batched_cameras_and_unbatched_inputs_agree():
     assert not torch.equal(both.alpha[0], both.alpha[1])
 
 
+def _two_scenes(n: int, K: torch.Tensor, c2w: torch.Tensor, w: int, h: int) -> Gaussians:
+    """Two different random scenes of ``n`` Gaussians, batched ``[2, n, ...]``."""
+    a, b = (random_gaussians(n, K, c2w[0], w, h, seed=s) for s in (7, 8))
+    return Gaussians(**{f: torch.stack([getattr(a, f), getattr(b, f)]) for f in a.__dataclass_fields__})
+
+
+def test_batched_scenes_render_like_each_scene_alone():
+    w, h = 32, 24
+    K = pinhole(w, h)
+    c2w = orbit_cameras(3)
+    g = _two_scenes(120, K, c2w, w, h)
+    Ks, poses = K.expand(2, 3, 3, 3), torch.stack([c2w, c2w.flip(0)])  # [B=2, C=3, ...]
+    out = render(g, Ks, poses, w, h, background=[[1, 1, 1], [0, 0, 0], [0, 1, 0]])
+    assert out.rgb.shape == (2, 3, h, w, 3) and out.depth.shape == (2, 3, h, w)
+    for b in range(2):
+        one = render(g.batch(b), Ks[b], poses[b], w, h, background=[[1, 1, 1], [0, 0, 0], [0, 1, 0]])
+        assert torch.equal(one.rgb, out.rgb[b]) and torch.equal(one.depth, out.depth[b])
+    assert not torch.equal(out.rgb[0], out.rgb[1])
+    with pytest.raises(ValueError, match=r"\[B,C,3,3\]"):
+        render(g, K.expand(3, 3, 3), c2w, w, h)  # batched scenes need a camera set per scene
+
+
 def test_backend_selection():
     g = random_gaussians(10, pinhole(16, 16), torch.eye(4), 16, 16)
     with pytest.raises(ValueError):

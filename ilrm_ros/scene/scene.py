@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ilrm_ros.gaussians import Gaussians
+from ilrm_ros.scene.visibility import seen_by, surface_mask
 
 
 @dataclass
@@ -135,8 +136,6 @@ class Scene:
             keep_new = g.opacities >= self.min_opacity
             new = g.select(keep_new) if not bool(keep_new.all()) else g
             if self.track_surface:
-                from ilrm_ros.scene.visibility import surface_mask
-
                 new_surface = surface_mask(new, K, c2w, height, width)
             else:
                 new_surface = torch.zeros(len(new), dtype=torch.bool, device=dev)
@@ -164,16 +163,7 @@ class Scene:
         for v in range(K.shape[0]):
             R, t = c2w[v, :3, :3], c2w[v, :3, 3]
             depth = ((new_means[v * hw:(v + 1) * hw] - t) @ R)[:, 2].reshape(height, width)
-            cam = (points - t) @ R  # world -> camera: R^T (x - t)
-            z = cam[:, 2]
-            zs = z.clamp_min(self.near)
-            col = torch.floor(K[v, 0, 0] * cam[:, 0] / zs + K[v, 0, 1] * cam[:, 1] / zs + K[v, 0, 2])
-            row = torch.floor(K[v, 1, 1] * cam[:, 1] / zs + K[v, 1, 2])
-            inside = (z > self.near) & (col >= 0) & (col < width) & (row >= 0) & (row < height)
-            idx = torch.nonzero(inside).squeeze(1)
-            d = depth[row[idx].long(), col[idx].long()]
-            hit = z[idx] <= d * (1.0 + self.depth_margin)
-            seen[idx[hit]] = True
+            seen |= seen_by(points, K[v], c2w[v], depth, self.depth_margin, self.near)
         return seen
 
     def _score(self, g: Gaussians) -> torch.Tensor:

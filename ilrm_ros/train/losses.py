@@ -31,9 +31,7 @@ def render_loss(
     if depth_weight > 0:
         if pred_depth is None or target_depth is None:
             raise ValueError("depth_weight > 0 needs predicted and ground-truth depth")
-        valid = torch.isfinite(target_depth) & (target_depth > 0)
-        err = (pred_depth.float() - torch.nan_to_num(target_depth.float(), nan=0.0, posinf=0.0)).abs()
-        depth_l1 = (err * valid).sum() / valid.sum().clamp_min(1)
+        depth_l1 = _depth_l1(pred_depth, target_depth)
         loss = loss + depth_weight * depth_l1
         terms["depth_l1"] = depth_l1.detach()
     terms["loss"] = loss.detach()
@@ -54,6 +52,11 @@ def gaussian_depth_l1(means: torch.Tensor, cam_to_world: torch.Tensor, depth: to
     pts = means.float().reshape(b, v, h * w, 3)
     R, t = cam_to_world[..., :3, :3].float(), cam_to_world[..., :3, 3].float()
     z = ((pts - t[:, :, None]) @ R)[..., 2].reshape(b, v, h, w)  # world -> camera: R^T (x - t)
-    valid = torch.isfinite(depth) & (depth > 0)
-    err = (z - torch.nan_to_num(depth.float(), nan=0.0, posinf=0.0)).abs()
+    return _depth_l1(z, depth)
+
+
+def _depth_l1(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
+    """Mean |pred - truth| over the pixels with a valid (positive, finite) true depth."""
+    valid = torch.isfinite(truth) & (truth > 0)
+    err = (pred.float() - torch.nan_to_num(truth.float(), nan=0.0, posinf=0.0)).abs()
     return (err * valid).sum() / valid.sum().clamp_min(1)

@@ -155,8 +155,7 @@ class Pipeline:
         self.selector = KeyframeSelector(config.keyframe_min_translation, config.keyframe_min_rotation_deg,
                                          config.keyframe_blur_threshold)
         self.window = Window(self.num_views, config.window_selection, config.window_history)
-        self.scene = Scene(mode=config.scene_mode, budget=config.scene_budget,
-                           track_surface=config.points_visible_only)
+        self.scene = self._new_scene()
         self._lock = threading.RLock()  # sync, keyframe and window state
         self._scene_lock = threading.Lock()  # the scene's gaussians + version read together, and the epoch
         self._cond = threading.Condition()  # the refresh slot and the worker's state
@@ -198,6 +197,11 @@ class Pipeline:
             self._warn(f"model_compile={mode} failed ({type(err).__name__}: {err}); using the plain forward")
             return None
 
+    def _new_scene(self) -> Scene:
+        """An empty scene as the config describes it (the live one, or the warm-up's throwaway)."""
+        return Scene(mode=self.config.scene_mode, budget=self.config.scene_budget,
+                     track_surface=self.config.points_visible_only)
+
     def _warm_up(self) -> None:
         """On CUDA, one refresh of a made-up window, on the thread that will run the refreshes.
 
@@ -221,8 +225,7 @@ class Pipeline:
                 frames.append(Frame(i, image, K, c2w))
             gaussians, K_t, c2w_t, size = self._reconstruct_once(tuple(frames), self.resolution)
             _check_finite(gaussians)
-            Scene(mode=self.config.scene_mode, budget=self.config.scene_budget,
-                  track_surface=self.config.points_visible_only).update(gaussians, K_t, c2w_t, *size)
+            self._new_scene().update(gaussians, K_t, c2w_t, *size)
             if self.on_warmup is not None:
                 self.on_warmup(gaussians)
             torch.cuda.synchronize(self.device)

@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         code = 1
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError as err:
+        # rclpy's SIGINT handler can shut the context down between spin()'s ok() check and its next
+        # wait set, which then fails with RCLError ("context is not valid"): that is Ctrl-C too.
+        if rclpy.ok():
+            raise
+        rclpy.logging.get_logger("ilrm").debug(f"shut down while spinning: {err}")
     finally:
         if node is not None:
             node.destroy_node()

@@ -165,7 +165,12 @@ def test_ilrm_view_serves_a_saved_scene(tmp_path):
     ply = tmp_path / "scene.ply"
     save_ply(ply, plate_scene((1.0, 0.0, 0.0), (0.0, 0.0, 1.0), n=500))
     cmd = [sys.executable, "-m", "ilrm_ros.cli", "view", str(ply), "--port", "0"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give this one
+    # the default Ctrl-C, so the test does not depend on how pytest was started.
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     try:
         deadline, line = time.monotonic() + 60, ""
         while "viewing" not in line and time.monotonic() < deadline and proc.poll() is None:

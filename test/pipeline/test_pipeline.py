@@ -239,7 +239,12 @@ def test_render_and_evaluate_latest(model):
 
 
 def test_points_visible_only_keep_the_cloud_in_the_room():
-    """The shipped model on a synthetic room: the hidden Gaussians it leaves past the walls stay out."""
+    """The shipped model on a synthetic room: the filtered cloud is a subset that stays in the room.
+
+    v5 left hidden Gaussians past the walls here (77 % in the room unfiltered, 100 % filtered); v7
+    has 97 % in the room either way, so this no longer shows the filter removing them:
+    test/scene/test_scene_map.py does, with Gaussians placed behind a surface.
+    """
     from ilrm_ros.bag.writer import camera_info_k, synthetic_sequence, to_rgb8
 
     seq = synthetic_sequence(frames=24, rate_hz=15.0, width=128, height=96, seed=3)
@@ -263,7 +268,7 @@ def test_points_visible_only_keep_the_cloud_in_the_room():
     in_room = [np.all((c >= lo - 0.5) & (c <= hi + 0.5), axis=1).mean() for c in clouds]
     assert 0 < len(visible) < len(full)
     assert {tuple(p) for p in visible.tolist()} <= {tuple(p) for p in full.tolist()}
-    assert in_room[1] > 0.95 and in_room[1] > in_room[0], in_room
+    assert in_room[1] > 0.95 and in_room[1] >= in_room[0], in_room
 
 
 def test_apply_changes_dynamic_parameters_only(model):

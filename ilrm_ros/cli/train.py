@@ -44,6 +44,7 @@ _CONFIG_OPTIONS = (
     "weight_decay",
     "grad_clip",
     "num_views",
+    "max_views",
     "num_targets",
     "resolution",
     "ssim_weight",
@@ -115,6 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--bag-stride", type=int, default=None, help="keep every n-th image of the bags (default 1)")
     g.add_argument("--num-views", type=int, default=None, help="context views per sample (default: the model's)")
+    g.add_argument(
+        "--max-views", type=int, default=None,
+        help="draw each batch's context-view count from num-views..max-views (default: num-views only); "
+        "the checkpoint keeps num-views as the model's default window",
+    )
     g.add_argument("--num-targets", type=int, default=None, help=f"target views per sample (default {d.num_targets})")
     g.add_argument(
         "--resolution",

@@ -198,6 +198,19 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
+def view_counts(num_views: int, max_views: int | None) -> tuple[int, ...]:
+    """The context-view counts a source draws from: ``num_views`` alone, or ``num_views..max_views``."""
+    hi = int(num_views if max_views is None else max_views)
+    if num_views < 1 or hi < num_views:
+        raise ValueError(f"max_views ({hi}) must be at least num_views ({num_views}), which must be >= 1")
+    return tuple(range(int(num_views), hi + 1))
+
+
+def _draw_view_count(rng: np.random.Generator, counts: tuple[int, ...]) -> int:
+    """One batch's view count (no draw, and no change to the stream, when there is one choice)."""
+    return counts[0] if len(counts) == 1 else counts[int(rng.integers(len(counts)))]
+
+
 class SyntheticSource:
     """Endless batches of random synthetic rooms, rendered on ``device`` at ``(height, width)``.
 
@@ -207,6 +220,7 @@ class SyntheticSource:
     Scene ``i`` of the stream is a pure function of ``(seed, rank, i)`` (room seeds drawn from
     ``seeds``, by default :data:`TRAIN_SEEDS`), so ``workers`` processes can plan upcoming paths
     (the CPU-heavy part) ahead of time without changing the stream; ``workers=0`` plans inline.
+    With ``max_views``, each batch draws its context-view count from ``num_views..max_views``.
     """
 
     def __init__(
@@ -226,9 +240,11 @@ class SyntheticSource:
         beyond_fraction: float = 0.5,
         with_depth: bool = True,
         workers: int = 0,
+        max_views: int | None = None,
     ) -> None:
         self.height, self.width = int(height), int(width)
         self.num_views, self.num_targets = int(num_views), int(num_targets)
+        self.view_counts = view_counts(self.num_views, max_views)
         self.device = torch.device(device)
         self.seed, self.rank, self.seeds = int(seed), int(rank), seeds
         self.pool_size, self.samples_per_scene = max(1, int(pool_size)), max(1, int(samples_per_scene))
@@ -276,8 +292,8 @@ class SyntheticSource:
                 if k not in self._scenes and k not in self._plans:
                     self._plans[k] = self._executor.submit(_plan_with_fallback, self.scene_seed(k), self.seeds)
 
-    def _draw(self, count: int) -> ViewBatch:
-        """``count`` samples of one random pool scene."""
+    def _draw(self, count: int, views: int) -> ViewBatch:
+        """``count`` samples of one random pool scene, each with ``views`` context views."""
         scene = self._scene(self.next_scene - self.pool_size + int(self.rng.integers(self.pool_size)))
         choices = []
         while len(choices) < count:
@@ -285,13 +301,13 @@ class SyntheticSource:
                 self.rng,
                 len(scene.path.cam_to_world),
                 scene.path.keyframes,
-                self.num_views,
+                views,
                 self.num_targets,
                 self.max_gap,
                 self.beyond_fraction,
             )
             if choice is None:  # a path with too few keyframes: another scene
-                return self._draw(count)
+                return self._draw(count, views)
             choices.append(choice)
         for _ in range(count):
             self.samples += 1
@@ -303,9 +319,10 @@ class SyntheticSource:
     def sample(self, batch_size: int) -> ViewBatch:
         """The next ``batch_size`` samples, stacked."""
         self._maintain()
+        views = _draw_view_count(self.rng, self.view_counts)
         parts, left = [], batch_size
         while left > 0:
-            parts.append(self._draw(min(self.group, left)))
+            parts.append(self._draw(min(self.group, left), views))
             left -= parts[-1].context_images.shape[0]
         return ViewBatch.stack(parts)
 
@@ -364,7 +381,8 @@ class BagSource:
 
     A sample picks a bag (weighted by its number of keyframes), then context keyframes and target
     frames by frame-index windows along its trajectory (:func:`sample_views`). Frames stay on the
-    CPU as uint8 and move to ``device`` per batch.
+    CPU as uint8 and move to ``device`` per batch. With ``max_views``, each batch draws its
+    context-view count from ``num_views..max_views``.
     """
 
     def __init__(
@@ -377,10 +395,13 @@ class BagSource:
         rank: int = 0,
         max_gap: int = 3,
         beyond_fraction: float = 0.5,
+        max_views: int | None = None,
     ) -> None:
+        self.view_counts = view_counts(num_views, max_views)
         self.trajectories = [t for t in trajectories if len(t.keyframes) >= num_views]
-        if not self.trajectories:
-            raise ValueError(f"no bag has at least {num_views} keyframes (does the camera move?)")
+        most = max(self.view_counts)
+        if not any(len(t.keyframes) >= most for t in self.trajectories):
+            raise ValueError(f"no bag has at least {most} keyframes (does the camera move?)")
         self.num_views, self.num_targets = int(num_views), int(num_targets)
         self.device = torch.device(device)
         self.max_gap, self.beyond_fraction = int(max_gap), float(beyond_fraction)
@@ -394,14 +415,16 @@ class BagSource:
     def image_size(self) -> tuple[int, int]:
         return tuple(self.trajectories[0].images.shape[-2:])
 
-    def sample_one(self) -> ViewBatch:
+    def sample_one(self, views: int | None = None) -> ViewBatch:
+        """One sample with ``views`` context views (default ``num_views``)."""
+        views = self.num_views if views is None else int(views)
         while True:
             traj = self.trajectories[int(self.rng.choice(len(self.trajectories), p=self.weights))]
             choice = sample_views(
                 self.rng,
                 len(traj.images),
                 traj.keyframes,
-                self.num_views,
+                views,
                 self.num_targets,
                 self.max_gap,
                 self.beyond_fraction,
@@ -424,7 +447,8 @@ class BagSource:
         )
 
     def sample(self, batch_size: int) -> ViewBatch:
-        return ViewBatch.stack([self.sample_one() for _ in range(batch_size)])
+        views = _draw_view_count(self.rng, self.view_counts)
+        return ViewBatch.stack([self.sample_one(views) for _ in range(batch_size)])
 
     def reseed(self, offset: int) -> None:
         """Switch to another random stream (a resume with a different number of ranks)."""

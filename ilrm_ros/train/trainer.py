@@ -65,6 +65,7 @@ class TrainConfig:
     beta2: float = 0.95
     grad_clip: float = 1.0
     num_views: int | None = None
+    max_views: int | None = None
     num_targets: int = 4
     resolution: tuple[int, int] | None = None
     ssim_weight: float = 0.0
@@ -222,6 +223,7 @@ class Trainer:
                 max_gap=c.max_gap,
                 beyond_fraction=c.beyond_fraction,
                 with_depth=c.depth_weight > 0 or c.gaussian_depth_weight > 0,
+                max_views=c.max_views,
             )
         if c.data == "bag":
             if trajectories is None:
@@ -237,6 +239,7 @@ class Trainer:
                 rank=self.info.rank,
                 max_gap=c.max_gap,
                 beyond_fraction=c.beyond_fraction,
+                max_views=c.max_views,
             )
         raise ValueError(f"unknown data source {c.data!r} (synthetic, bag)")
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ilrm_ros.train.data import BagSource, SyntheticSource
+from ilrm_ros.train.data import BagSource, SyntheticSource, view_counts
 from ilrm_ros.train.losses import gaussian_depth_l1, render_loss
 from ilrm_ros.train.schedule import warmup_cosine
 from ilrm_ros.train.splits import EVAL_SEEDS, TRAIN_SEEDS
@@ -61,6 +61,32 @@ def test_synthetic_source_shapes_and_resumable_stream():
     assert all(TRAIN_SEEDS.start <= other.scene_seed(i) < TRAIN_SEEDS.stop for i in range(20))
     src.close()
     other.close()
+
+
+def test_synthetic_source_mixes_view_counts_per_batch_and_resumes():
+    kw = dict(num_targets=2, seed=4, pool_size=2, samples_per_scene=2)
+    src = SyntheticSource(32, 32, num_views=2, max_views=4, **kw)
+    seen = []
+    for _ in range(8):
+        b = src.sample(2)
+        v = b.context_images.shape[1]
+        assert b.context_cam_to_world.shape[:2] == (2, v) and b.context_intrinsics.shape[:2] == (2, v)
+        seen.append(v)
+    assert set(seen) <= {2, 3, 4} and len(set(seen)) >= 2, seen
+    state = src.state_dict()
+    nxt = src.sample(2)
+    other = SyntheticSource(32, 32, num_views=2, max_views=4, **kw)
+    other.load_state_dict(state)
+    again = other.sample(2)
+    assert torch.equal(nxt.context_images, again.context_images)  # the view count resumes too
+    # One count (max_views unset or equal): no extra draw, the stream of earlier runs is unchanged.
+    one, same = (SyntheticSource(32, 32, num_views=2, max_views=m, **kw) for m in (None, 2))
+    assert torch.equal(one.sample(2).target_images, same.sample(2).target_images)
+    for s in (src, other, one, same):
+        s.close()
+    assert view_counts(2, None) == (2,) and view_counts(2, 4) == (2, 3, 4)
+    with pytest.raises(ValueError, match="max_views"):
+        view_counts(3, 2)
 
 
 def test_render_loss_terms():
@@ -133,6 +159,10 @@ def test_bag_source_from_a_recorded_bag(tmp_path):
     nxt = src.sample(1)
     src.load_state_dict(state)
     assert torch.equal(src.sample(1).target_images, nxt.target_images)
+    mixed = BagSource([traj], num_views=2, num_targets=2, seed=0, max_views=3)
+    assert {mixed.sample(2).context_images.shape[1] for _ in range(8)} == {2, 3}
+    with pytest.raises(ValueError, match="at least 41 keyframes"):
+        BagSource([traj], num_views=2, num_targets=2, max_views=41)
 
 
 def test_worker_processes_do_not_change_the_stream():

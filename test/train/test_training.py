@@ -126,6 +126,23 @@ def test_gaussian_depth_term_trains(tmp_path):
     assert last["gaussian_depth_l1"] < first["gaussian_depth_l1"]  # the term has a gradient into the model
 
 
+def test_mixed_view_counts_train_and_keep_the_model_window(tmp_path):
+    """--max-views: batches of 2 and 3 context views through one model; the checkpoint keeps 2."""
+    trainer = Trainer(tiny_config(num_views=2, max_views=3, steps=6, seed=1), tmp_path, device="cpu")
+    counts = set()
+    for _ in range(6):
+        batch = trainer.data.sample(1)
+        counts.add(batch.context_images.shape[1])
+        assert math.isfinite(trainer.train_step(batch)["loss"])
+    trainer.save()
+    trainer.close()
+    assert counts == {2, 3}
+    assert json.loads((tmp_path / LAST_DIR / "config.json").read_text())["max_views"] == 3
+    from ilrm_ros.model import load_model
+
+    assert load_model(str(tmp_path / LAST_DIR / MODEL_FILE), device="cpu").config.num_views == 2
+
+
 def test_gslrm_baseline_trains_through_the_same_loop(tmp_path):
     """--arch gslrm: the GS-LRM-style baseline at the preset's size, saved with its arch."""
     from ilrm_ros.model import load_model

@@ -209,7 +209,14 @@ class SceneViewer:
             image = np.ascontiguousarray(image, dtype=np.uint8)
             key = (c2w.tobytes(), K.tobytes(), image.shape, hashlib.blake2b(image, digest_size=16).digest())
             new.append((key, c2w, K, image))
-        with self._api, self._server.atomic():
+        with self._api:
+            if self._closed:  # the server is gone: nothing to show it on
+                return
+            self._set_keyframes(new)
+
+    def _set_keyframes(self, new: list) -> None:
+        """Replace the keyframe frusta, keeping those that did not change (the caller holds ``_api``)."""
+        with self._server.atomic():
             old, self._keyframes = self._keyframes, []
             for i, (key, c2w, K, image) in enumerate(new):
                 if i < len(old) and old[i][0] == key:
@@ -236,6 +243,8 @@ class SceneViewer:
         wxyz, position = viser_pose(cam_to_world)
         fov, aspect = _vertical_fov(K, height), width / height
         with self._api:
+            if self._closed:
+                return
             self._live_pose, self._live_fov = np.asarray(cam_to_world, np.float64), fov
             if self._live is None:
                 self._live = self._server.scene.add_camera_frustum(
@@ -246,25 +255,28 @@ class SceneViewer:
                 with self._server.atomic():
                     self._live.fov, self._live.aspect = fov, aspect
                     self._live.wxyz, self._live.position = wxyz, position
-        self._follow_live()
+            self._follow_live()
 
     def set_stats(self, stats: Mapping) -> None:
         """Show these stats (a possibly nested mapping of name -> value) in the panel's Stats table."""
         text = stats_markdown(stats)
         with self._api:
-            self._stats.content = text
+            if not self._closed:
+                self._stats.content = text
 
     def set_scene_mode(self, mode: str) -> None:
         """Reflect the node's scene mode in the panel (does not call ``on_scene_mode``)."""
         if mode not in SCENE_MODES:
             raise ValueError(f"scene mode must be one of {SCENE_MODES}, got {mode!r}")
         with self._api:
-            self._mode.value = mode
+            if not self._closed:
+                self._mode.value = mode
 
     def set_paused(self, paused: bool) -> None:
         """Reflect the node's pause state in the panel (does not call ``on_pause``)."""
         with self._api:
-            self._pause.value = bool(paused)
+            if not self._closed:
+                self._pause.value = bool(paused)
 
     def close(self) -> None:
         """Stop the sender thread and the server (idempotent)."""
@@ -274,7 +286,8 @@ class SceneViewer:
             self._closed = True
             self._cond.notify_all()
         self._thread.join(timeout=10.0)
-        self._server.stop()
+        with self._api:  # setters check _closed under this lock, so none queues to a stopped server
+            self._server.stop()
 
     def __enter__(self) -> "SceneViewer":
         return self

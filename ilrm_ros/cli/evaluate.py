@@ -3,6 +3,7 @@ views, refresh time) of a checkpoint against baselines, as a markdown table plus
 
     ilrm eval --checkpoint runs/small/model_fp16.safetensors --out runs/eval.md
     ilrm eval --quick --out /tmp/eval.md            # a few small scenes, CPU-friendly
+    ilrm eval --compare new.json old.json            # paired per-scene comparison of two runs
 
 Scenes come from the evaluation seed range (``ilrm_ros.train.splits.EVAL_SEEDS``), disjoint from
 the training seeds. Baselines: the nearest context image (always), per-scene 3DGS optimisation
@@ -52,10 +53,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--gs-points", type=int, default=50_000, help="Gaussians of the 3DGS baseline (default 50000)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    parser.add_argument("--out", default="runs/eval/benchmark.md", help="markdown table (JSON written beside it)")
+    parser.add_argument(
+        "--out", default=None,
+        help="markdown table (JSON written beside it; default runs/eval/benchmark.md); with --compare, where to "
+        "write the comparison (default: print only)",
+    )
+    parser.add_argument(
+        "--compare", nargs=2, metavar=("NEW.json", "OLD.json"), default=None,
+        help="run nothing: compare the model under test of two earlier runs on the same scenes, per scene "
+        "(mean difference, standard error, scenes won)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.compare:
+        return _compare(*args.compare, args.out)
     import torch
 
     from ilrm_ros.evaluation.benchmark import (
@@ -110,7 +122,25 @@ def run(args: argparse.Namespace) -> int:
         "refresh": "model forward (reconstruct), CUDA-synchronised, median per scene",
         "run time": f"{time.perf_counter() - start:.1f} s",
     }
-    md, js = write_report(args.out, rows, skipped, header, notes)
+    md, js = write_report(args.out or "runs/eval/benchmark.md", rows, skipped, header, notes)
     print(md.read_text())
     print(f"wrote {md} and {js}")
+    return 0
+
+
+def _compare(new: str, old: str, out: str | None) -> int:
+    from pathlib import Path
+
+    from ilrm_ros.evaluation.compare import markdown, model_rows, paired
+
+    try:
+        text = markdown(paired(new, old), model_rows(new)[0], model_rows(old)[0])
+    except (OSError, ValueError, KeyError) as err:
+        print(f"ilrm eval --compare: error: {err}", file=sys.stderr)
+        return 2
+    print(text, end="")
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(text)
+        print(f"wrote {out}")
     return 0

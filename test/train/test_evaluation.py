@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from ilrm_ros.cli import main as cli_main
 from ilrm_ros.evaluation.benchmark import (
     NearestContext,
+    Row,
     depth_absrel,
     evaluate,
     make_cases,
     points_in_room,
     pose_distance,
+    write_report,
 )
+from ilrm_ros.evaluation.compare import paired
 from ilrm_ros.gaussians import Gaussians
 from ilrm_ros.train.splits import EVAL_SEEDS
 
@@ -61,6 +65,37 @@ def test_quick_eval_cli_writes_table_and_json(tmp_path):
     assert rows[("nearest context", 2)]["depth_absrel"] is None  # no geometry to score
     assert "| depth AbsRel | in room | seen in room |" in text
     assert rows[("nearest context", 2)]["psnr_between"] > 10  # nearby real images beat an untrained model
+
+    js = str(out.with_suffix(".json"))
+    assert cli_main(["eval", "--compare", js, js, "--out", str(tmp_path / "same.md")]) == 0
+    same = (tmp_path / "same.md").read_text()
+    assert "| PSNR between (dB) | +0.00 ± 0.00 (0/2, 2 level) |" in same and "| in room |" in same
+
+
+def _run(path, seeds, psnr, absrel, method="iLRM (ilrm, x)"):
+    per_scene = [
+        {"seed": s, "refresh_s": 0.01, "psnr_between": p, "psnr_beyond": p - 1, "ssim_between": 0.5,
+         "ssim_beyond": 0.4, "depth_absrel": a, "points_in_room": 0.5, "seen_in_room": 0.7}
+        for s, p, a in zip(seeds, psnr, absrel)
+    ]
+    rows = [Row(method, 2, 0, 0, 0, 0, 10.0, len(seeds), per_scene), Row("nearest context", 2, 0, 0, 0, 0, 0, 3, [])]
+    return write_report(path, rows, {}, {}, [])[1]
+
+
+def test_compare_pairs_scenes_and_counts_wins(tmp_path):
+    new = _run(tmp_path / "new.md", [7, 8, 9], [21.0, 23.0, 20.0], [0.2, 0.3, 0.1])
+    old = _run(tmp_path / "old.md", [7, 8, 9], [20.0, 22.0, 21.0], [0.3, 0.3, 0.2], method="iLRM (ilrm, y)")
+    got = {r.metric: r for r in paired(new, old)}
+    p = got["psnr_between"]
+    assert (p.num_views, p.scenes, p.wins, p.ties) == (2, 3, 2, 0)
+    assert abs(p.mean - 1 / 3) < 1e-9 and abs(p.stderr - 2 / 3) < 1e-9  # diffs 1, 1, -1
+    a = got["depth_absrel"]
+    assert (a.wins, a.ties) == (2, 1) and abs(a.mean + 0.2 / 3) < 1e-9  # lower is better
+    assert got["ssim_between"].ties == 3
+    other = _run(tmp_path / "other.md", [7, 8, 10], [20.0] * 3, [0.2] * 3)
+    with pytest.raises(ValueError, match="different scenes"):
+        paired(new, other)
+    assert cli_main(["eval", "--compare", str(new), str(tmp_path / "missing.json")]) == 2
 
 
 def test_geometry_scores():

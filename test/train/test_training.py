@@ -142,6 +142,12 @@ def test_mixed_view_counts_train_and_keep_the_model_window(tmp_path):
 
     assert load_model(str(tmp_path / LAST_DIR / MODEL_FILE), device="cpu").config.num_views == 2
 
+    from ilrm_ros.cli import build_parser
+    from ilrm_ros.cli.train import resolve_config
+
+    args = build_parser("train").parse_args(["train", "--max-views", "4", "--out", str(tmp_path / "cli")])
+    assert resolve_config(args)[0].max_views == 4  # the option reaches the config
+
 
 def test_gslrm_baseline_trains_through_the_same_loop(tmp_path):
     """--arch gslrm: the GS-LRM-style baseline at the preset's size, saved with its arch."""

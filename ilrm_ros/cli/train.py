@@ -168,7 +168,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     g = parser.add_argument_group("output")
     g.add_argument("--out", default=None, metavar="DIR", help="run directory (default runs/train-<preset>)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda (under torchrun: this rank's GPU)")
+    g.add_argument(
+        "--device", default="auto",
+        help="auto, cpu, cuda (under torchrun: this rank's GPU). The CPU is for tests: its renderer's backward "
+        "pass needs about 4.6 GB per sample at 64x64 and more than 24 GB at 128x128 (docs/training.md)",
+    )
     g.add_argument("--log-every", type=int, default=None, help=f"steps between logged scalars (default {d.log_every})")
     g.add_argument("--ckpt-every", type=int, default=None, help=f"steps between checkpoints (default {d.ckpt_every})")
     g.add_argument("--keep-every", type=int, default=None, help="also keep a copy every n steps (default: never)")

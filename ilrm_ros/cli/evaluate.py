@@ -134,7 +134,8 @@ def _compare(new: str, old: str, out: str | None) -> int:
     from ilrm_ros.evaluation.compare import markdown, model_rows, paired
 
     try:
-        text = markdown(paired(new, old), model_rows(new)[0], model_rows(old)[0])
+        (new_name, a), (old_name, b) = model_rows(new), model_rows(old)
+        text = markdown(paired(a, b), new_name, old_name)
     except (OSError, ValueError, KeyError) as err:
         print(f"ilrm eval --compare: error: {err}", file=sys.stderr)
         return 2

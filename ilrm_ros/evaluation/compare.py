@@ -48,10 +48,9 @@ def model_rows(path: str | Path) -> tuple[str, dict[int, list[dict]]]:
     return name, {int(r["num_views"]): r["per_scene"] for r in rows if r["method"] == name}
 
 
-def paired(new: str | Path, old: str | Path) -> list[Paired]:
-    """Per-scene differences (new - old) of every metric both runs have, per shared view count."""
-    _, a = model_rows(new)
-    _, b = model_rows(old)
+def paired(a: dict[int, list[dict]], b: dict[int, list[dict]]) -> list[Paired]:
+    """Per-scene differences (new ``a`` - old ``b``, as :func:`model_rows` gives them) of every
+    metric both runs have, per shared view count."""
     out = []
     for v in sorted(set(a) & set(b)):
         seeds_a, seeds_b = [e["seed"] for e in a[v]], [e["seed"] for e in b[v]]
@@ -84,9 +83,9 @@ def markdown(results: list[Paired], new_name: str, old_name: str) -> str:
         if not any((key, v) in cell for v in views):
             continue
         cells = []
+        digits = 2 if key.startswith("psnr") else 3
         for v in views:
             r = cell.get((key, v))
-            digits = 2 if key.startswith("psnr") else 3
             if r is None:
                 cells.append("–")
                 continue

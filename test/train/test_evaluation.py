@@ -18,7 +18,7 @@ from ilrm_ros.evaluation.benchmark import (
     pose_distance,
     write_report,
 )
-from ilrm_ros.evaluation.compare import paired
+from ilrm_ros.evaluation.compare import model_rows, paired
 from ilrm_ros.gaussians import Gaussians
 from ilrm_ros.train.splits import EVAL_SEEDS
 
@@ -85,7 +85,7 @@ def _run(path, seeds, psnr, absrel, method="iLRM (ilrm, x)"):
 def test_compare_pairs_scenes_and_counts_wins(tmp_path):
     new = _run(tmp_path / "new.md", [7, 8, 9], [21.0, 23.0, 20.0], [0.2, 0.3, 0.1])
     old = _run(tmp_path / "old.md", [7, 8, 9], [20.0, 22.0, 21.0], [0.3, 0.3, 0.2], method="iLRM (ilrm, y)")
-    got = {r.metric: r for r in paired(new, old)}
+    got = {r.metric: r for r in paired(model_rows(new)[1], model_rows(old)[1])}
     p = got["psnr_between"]
     assert (p.num_views, p.scenes, p.wins, p.ties) == (2, 3, 2, 0)
     assert abs(p.mean - 1 / 3) < 1e-9 and abs(p.stderr - 2 / 3) < 1e-9  # diffs 1, 1, -1
@@ -94,7 +94,7 @@ def test_compare_pairs_scenes_and_counts_wins(tmp_path):
     assert got["ssim_between"].ties == 3
     other = _run(tmp_path / "other.md", [7, 8, 10], [20.0] * 3, [0.2] * 3)
     with pytest.raises(ValueError, match="different scenes"):
-        paired(new, other)
+        paired(model_rows(new)[1], model_rows(other)[1])
     assert cli_main(["eval", "--compare", str(new), str(tmp_path / "missing.json")]) == 2
 
 

@@ -102,6 +102,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue a run: a checkpoint dir, a run dir (its last/), or 'auto' (--out's, if any)",
     )
     g.add_argument("--no-grad-checkpointing", action="store_true", help="keep all activations (faster, more memory)")
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (fused kernels, fewer launches per step; one compile per view count)",
+    )
     g = parser.add_argument_group("data")
     g.add_argument("--data", choices=("synthetic", "bag"), default=None, help=f"training data (default {d.data})")
     g.add_argument("--bags", nargs="+", default=None, metavar="BAG", help="rosbag2 recordings (--data bag)")
@@ -186,6 +191,8 @@ def resolve_config(args: argparse.Namespace):
     given = {name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name, None) is not None}
     if args.no_grad_checkpointing:
         given["grad_checkpointing"] = False
+    if args.compile:
+        given["compile"] = True
     resume = args.resume
     out = Path(args.out) if args.out else None
     if resume == "auto":

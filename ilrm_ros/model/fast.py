@@ -92,7 +92,7 @@ class CompiledForward:
         stream = torch.cuda.Stream(self.device)
         stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream), attention_backend(self.attention, self.device):
-            self.model(*args)  # eager first: fills per-shape caches (pixel grid) outside any tracing
+            self.model(*args)  # eager first: one plain run (and the pixel-grid cache) before any tracing
             for _ in range(max(1, warmup)):
                 self._out = self._fn(*args)
         torch.cuda.current_stream(self.device).wait_stream(stream)

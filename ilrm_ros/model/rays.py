@@ -14,15 +14,24 @@ _GRID_CACHE: dict[tuple, torch.Tensor] = {}
 
 
 def pixel_centres(height: int, width: int, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """``[H, W, 2]`` pixel-centre coordinates ``(x + 0.5, y + 0.5)``, cached per shape/device."""
+    """``[H, W, 2]`` pixel-centre coordinates ``(x + 0.5, y + 0.5)``, cached per shape/device.
+
+    Under ``torch.compile`` the grid is built inside the graph instead: a traced cache lookup would
+    make each compiled graph depend on what the cache held when it was traced (a recompile later).
+    """
+    if torch.compiler.is_compiling():
+        return _grid(height, width, device, dtype)
     key = (height, width, str(device), dtype)
     grid = _GRID_CACHE.get(key)
     if grid is None:
-        ys = torch.arange(height, device=device, dtype=dtype) + 0.5
-        xs = torch.arange(width, device=device, dtype=dtype) + 0.5
-        grid = torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
-        _GRID_CACHE[key] = grid
+        grid = _GRID_CACHE[key] = _grid(height, width, device, dtype)
     return grid
+
+
+def _grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    ys = torch.arange(height, device=device, dtype=dtype) + 0.5
+    xs = torch.arange(width, device=device, dtype=dtype) + 0.5
+    return torch.stack(torch.meshgrid(xs, ys, indexing="xy"), dim=-1)
 
 
 def camera_rays(

@@ -79,6 +79,7 @@ class TrainConfig:
     data_workers: int = -1
     seed: int = 0
     grad_checkpointing: bool = True
+    compile: bool = False
     log_every: int = 10
     ckpt_every: int = 1_000
     keep_every: int = 0
@@ -163,6 +164,10 @@ class Trainer:
             raise ValueError(f"--init {config.init} holds an {model.config.arch!r} model, not --arch {config.arch!r}")
         model.train()
         model.gradient_checkpointing = config.grad_checkpointing
+        if config.compile:
+            # In place: parameter names (checkpoints, DDP) stay those of the plain module. One static
+            # graph per input shape (up to three with --max-views).
+            model.compile(dynamic=False)
         self.model = model
         mc = model.config
         self.num_views = config.num_views or mc.num_views

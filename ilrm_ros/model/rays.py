@@ -19,13 +19,18 @@ def pixel_centres(height: int, width: int, device: torch.device, dtype: torch.dt
     Under ``torch.compile`` the grid is built inside the graph instead: a traced cache lookup would
     make each compiled graph depend on what the cache held when it was traced (a recompile later).
     """
-    if torch.compiler.is_compiling():
+    if _compiling():
         return _grid(height, width, device, dtype)
     key = (height, width, str(device), dtype)
     grid = _GRID_CACHE.get(key)
     if grid is None:
         grid = _GRID_CACHE[key] = _grid(height, width, device, dtype)
     return grid
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling is not None and is_compiling())
 
 
 def _grid(height: int, width: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:

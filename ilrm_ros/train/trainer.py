@@ -165,6 +165,8 @@ class Trainer:
         model.train()
         model.gradient_checkpointing = config.grad_checkpointing
         if config.compile:
+            if not hasattr(model, "compile"):
+                raise RuntimeError(f"--compile needs torch >= 2.2 (nn.Module.compile); this is {torch.__version__}")
             # In place: parameter names (checkpoints, DDP) stay those of the plain module. One static
             # graph per input shape (up to three with --max-views).
             model.compile(dynamic=False)

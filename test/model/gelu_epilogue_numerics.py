@@ -107,7 +107,8 @@ def main() -> None:
         return "–" if min(values) > 150 else f"{statistics.fmean(values):.1f} (min {min(values):.1f})"
 
     for variant in variants:
-        print(f"| {variant} | {close(to_ref[variant])} | {close(to_bf16[variant])} | {statistics.fmean(to_truth[variant]):.3f} |")
+        truth = statistics.fmean(to_truth[variant])
+        print(f"| {variant} | {close(to_ref[variant])} | {close(to_bf16[variant])} | {truth:.3f} |")
 
 
 if __name__ == "__main__":

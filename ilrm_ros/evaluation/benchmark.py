@@ -38,6 +38,7 @@ import torch
 
 from ilrm_ros.gaussians import Gaussians
 from ilrm_ros.pipeline.config import PipelineConfig
+from ilrm_ros.render import WHITE
 from ilrm_ros.train.data import ViewBatch, make_synthetic_scene, render_views
 from ilrm_ros.train.splits import EVAL_SEEDS
 from ilrm_ros.train.views import sample_views
@@ -45,7 +46,6 @@ from ilrm_ros.train.views import sample_views
 VIEW_COUNTS = (2, 4)
 NUM_BETWEEN = 2
 NUM_BEYOND = 2
-WHITE = (1.0, 1.0, 1.0)
 POINT_MIN_OPACITY = PipelineConfig().points_min_opacity  # what ~/points publishes by default
 ROOM_MARGIN_M = 0.5
 

@@ -11,6 +11,7 @@ from ilrm_ros.gaussians import Gaussians
 
 NEAR = 0.01
 FAR = 500.0
+WHITE = (1.0, 1.0, 1.0)  # the background the models are trained and evaluated against
 
 
 @dataclass
@@ -25,7 +26,7 @@ class RenderResult:
 
 def render(
     gaussians: Gaussians, intrinsics: torch.Tensor, cam_to_world: torch.Tensor, width: int, height: int,
-    background: Sequence[float] | torch.Tensor = (1.0, 1.0, 1.0), backend: str = "auto",
+    background: Sequence[float] | torch.Tensor = WHITE, backend: str = "auto",
 ) -> RenderResult:
     """Render Gaussians from C cameras (``intrinsics [C,3,3]`` in pixels, OpenCV ``cam_to_world
     [C,4,4]``; unbatched ``[3,3]``/``[4,4]`` means C = 1). Batched Gaussians ``[B,N,...]`` take

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from ..model.config import PRESETS, ILRMConfig
+from ..render import WHITE
 from . import distributed as D
 from .data import BagSource, SyntheticSource, ViewBatch
 from .losses import gaussian_depth_l1, render_loss
@@ -38,7 +39,6 @@ from .schedule import make_scheduler
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 LAST_DIR = "last"
-WHITE = (1.0, 1.0, 1.0)
 
 
 @dataclass

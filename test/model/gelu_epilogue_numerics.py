@@ -26,9 +26,9 @@ import statistics
 import torch
 import torch.nn.functional as F
 
-from ilrm_ros.evaluation.benchmark import WHITE, make_cases
+from ilrm_ros.evaluation.benchmark import make_cases
 from ilrm_ros.model import blocks, load_model, reconstruct
-from ilrm_ros.render import render
+from ilrm_ros.render import WHITE, render
 
 BF16 = torch.bfloat16
 

@@ -28,9 +28,11 @@ import torch.nn.functional as F
 
 from ilrm_ros.evaluation.benchmark import make_cases
 from ilrm_ros.model import blocks, load_model, reconstruct
+from ilrm_ros.pipeline.metrics import psnr
 from ilrm_ros.render import WHITE, render
 
 BF16 = torch.bfloat16
+_plain_attend = blocks.attend
 
 
 def _linear(self: torch.nn.Linear, x: torch.Tensor) -> torch.Tensor:
@@ -50,8 +52,6 @@ def _mlp(gelu):
     return forward
 
 
-_plain_attend = blocks.attend
-
 
 @contextlib.contextmanager
 def numerics(variant: str):
@@ -68,10 +68,6 @@ def numerics(variant: str):
         yield
     finally:
         torch.nn.Linear.forward, blocks.attend, blocks.MLP.forward = saved
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(-10 * torch.log10(torch.mean((a.float() - b.float()) ** 2).clamp_min(1e-20)))
 
 
 def main() -> None:

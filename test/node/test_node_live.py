@@ -144,7 +144,7 @@ def test_points_are_plausible(run):
     lo, hi = (b.numpy() for b in seq.room.bounds)
     inside = np.all((xyz >= lo - 0.5) & (xyz <= hi + 0.5), axis=1)
     # Points in the world frame, inside the room. v5 left many opaque Gaussians behind the walls
-    # (its median point lay 0.55 m past a wall here); v6 to v9, trained with the Gaussian-depth
+    # (its median point lay 0.55 m past a wall here); v6 to v11, trained with the Gaussian-depth
     # term, put them inside (docs/quality.md, "in room"). A frame or axis error puts the bulk of the
     # cloud metres away.
     assert inside.mean() > 0.9, f"only {inside.mean():.0%} of the points lie in the room"

@@ -242,7 +242,7 @@ def test_points_visible_only_keep_the_cloud_in_the_room():
     """The shipped model on a synthetic room: the filtered cloud is a subset that stays in the room.
 
     v5 left hidden Gaussians past the walls here (77 % in the room unfiltered, 100 % filtered); v7
-    has 97 % in the room either way and v9 100 %, so this no longer shows the filter removing them:
+    has 97 % in the room either way and v9 and v11 100 %, so this no longer shows the filter removing them:
     test/scene/test_scene_map.py does, with Gaussians placed behind a surface.
     """
     from ilrm_ros.bag.writer import camera_info_k, synthetic_sequence, to_rgb8

@@ -144,6 +144,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--data-workers", type=int, default=None, help="path-planning processes (default -1: auto, 0 on CPU)"
     )
     g.add_argument(
+        "--data-thread",
+        action="store_true",
+        help="draw batches ahead in a background thread (own CUDA stream) instead of inline between steps",
+    )
+    g.add_argument(
         "--samples-per-scene",
         type=int,
         default=None,
@@ -194,6 +199,8 @@ def resolve_config(args: argparse.Namespace):
         given["grad_checkpointing"] = False
     if args.compile:
         given["compile"] = True
+    if args.data_thread:
+        given["data_thread"] = True
     resume = args.resume
     out = Path(args.out) if args.out else None
     if resume == "auto":

@@ -186,3 +186,48 @@ def test_compiled_training_matches_eager(tmp_path):
 
     args = build_parser("train").parse_args(["train", "--compile", "--out", str(tmp_path / "cli")])
     assert resolve_config(args)[0].compile  # the option reaches the config
+
+
+def test_data_thread_trains_on_the_same_stream_and_resumes_exactly(tmp_path):
+    """--data-thread: the batches drawn ahead in a thread are the inline ones, and a checkpoint taken while
+    batches wait in the thread's queue resumes at the first batch not trained on."""
+    from ilrm_ros.cli import build_parser
+    from ilrm_ros.cli.train import resolve_config
+
+    losses = {}
+    for threaded in (False, True):
+        out = tmp_path / str(threaded)
+        trainer = Trainer(tiny_config(steps=10, ckpt_every=3, data_thread=threaded), out, device="cpu")
+        summary = trainer.run(steps=3, progress=False)
+        assert summary["step"] == 3 and (trainer._prefetcher is not None) == threaded
+        losses[threaded] = summary["losses"] + [trainer.train_step()["loss"] for _ in range(2)]
+        trainer.close()
+    assert losses[True] == pytest.approx(losses[False], abs=1e-6)
+    assert len(set(losses[False])) == 5  # five different batches, not one repeated
+
+    run_dir = tmp_path / "True"
+    resumed = Trainer(tiny_config(steps=10, data_thread=True), run_dir, device="cpu", resume=run_dir)
+    assert resumed.step == 3
+    got = [resumed.train_step()["loss"] for _ in range(2)]
+    resumed.close()
+    assert got == pytest.approx(losses[True][3:], abs=1e-6)
+
+    args = build_parser("train").parse_args(["train", "--data-thread", "--out", str(tmp_path / "cli")])
+    assert resolve_config(args)[0].data_thread
+
+
+def test_data_thread_reports_a_failing_source():
+    from ilrm_ros.train.prefetch import BatchPrefetcher
+
+    class Broken:
+        def state_dict(self):
+            return {}
+
+        def sample(self, batch_size):
+            raise ValueError("no rooms left")
+
+    prefetcher = BatchPrefetcher(Broken(), 2, torch.device("cpu"))
+    with pytest.raises(RuntimeError, match="prefetch thread") as info:
+        prefetcher.next()
+    assert isinstance(info.value.__cause__, ValueError)
+    assert not prefetcher._thread.is_alive()

@@ -46,6 +46,7 @@ _CONFIG_OPTIONS = (
     "num_views",
     "max_views",
     "num_targets",
+    "context_targets",
     "resolution",
     "ssim_weight",
     "depth_weight",
@@ -128,6 +129,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "the checkpoint keeps num-views as the model's default window",
     )
     g.add_argument("--num-targets", type=int, default=None, help=f"target views per sample (default {d.num_targets})")
+    g.add_argument(
+        "--context-targets",
+        type=int,
+        default=None,
+        help="of the targets that are not beyond the context span, this many are context frames themselves "
+        "(default 0)",
+    )
     g.add_argument(
         "--resolution",
         type=_resolution,

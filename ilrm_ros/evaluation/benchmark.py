@@ -20,6 +20,10 @@ that ``~/points`` would publish (opacity >= 0.1) lying inside the room's bounds 
 ``seen in room``, the same for the cloud of ``points.visible_only`` (the Gaussians a context camera
 sees, :func:`~ilrm_ros.scene.visibility.surface_mask`). Renders can look right with Gaussians
 hidden behind surfaces; a point cloud cannot.
+
+``PSNR context``, for the same methods: the Gaussians rendered at the context cameras against the
+context images. It bounds what the targets can reach: detail a method cannot reproduce in its own
+input views it will not show in new ones.
 """
 
 from __future__ import annotations
@@ -97,6 +101,7 @@ class Prediction:
     depth: torch.Tensor | None = None  # [T, H, W] expected depth in metres (methods with geometry)
     points_in_room: float | None = None  # share of published Gaussians inside the room
     seen_in_room: float | None = None  # the same, of the Gaussians a context camera sees
+    context_rgb: torch.Tensor | None = None  # [V, H, W, 3] the Gaussians rendered at the context cameras
 
 
 def points_in_room(
@@ -120,14 +125,19 @@ def depth_absrel(depth: torch.Tensor, truth: torch.Tensor) -> float:
 
 
 def _with_geometry(pred: Prediction, g: Gaussians, case: Case) -> Prediction:
-    """``pred`` with the point-cloud scores of the Gaussians ``g`` built from ``case``'s context views."""
+    """``pred`` with the point-cloud scores of the Gaussians ``g`` built from ``case``'s context views,
+    and their renders at the context cameras."""
+    from ilrm_ros.render import render
     from ilrm_ros.scene.visibility import surface_mask
 
     v = case.views
     device = g.means.device
-    seen = surface_mask(g, v.context_intrinsics[0].to(device), v.context_cam_to_world[0].to(device), *v.image_size)
+    ks, c2w = v.context_intrinsics[0].to(device), v.context_cam_to_world[0].to(device)
+    seen = surface_mask(g, ks, c2w, *v.image_size)
     pred.points_in_room = points_in_room(g, case.bounds)
     pred.seen_in_room = points_in_room(g, case.bounds, seen)
+    h, w = v.image_size
+    pred.context_rgb = render(g, ks, c2w, w, h, background=WHITE).rgb
     return pred
 
 
@@ -261,6 +271,7 @@ class Row:
     depth_absrel: float | None = None
     points_in_room: float | None = None
     seen_in_room: float | None = None
+    psnr_context: float | None = None
 
 
 def evaluate(
@@ -290,6 +301,10 @@ def evaluate(
                     entry["depth_absrel"] = depth_absrel(pred.depth.float().cpu(), case.views.target_depth[0].cpu())
                     entry["points_in_room"] = pred.points_in_room
                     entry["seen_in_room"] = pred.seen_in_room
+                if pred.context_rgb is not None:
+                    ctx = case.views.context_images[0].permute(0, 2, 3, 1).float().cpu()
+                    got = pred.context_rgb.float().cpu()
+                    entry["psnr_context"] = statistics.fmean(psnr(got[i], ctx[i]) for i in range(len(ctx)))
                 for label, mask in (("between", ~beyond), ("beyond", beyond)):
                     idx = torch.nonzero(mask).squeeze(1)
                     entry[f"psnr_{label}"] = statistics.fmean(psnr(rgb[i], gt[i]) for i in idx.tolist())
@@ -304,7 +319,7 @@ def evaluate(
             refresh_ms = 1000 * statistics.median(times) if times else None
             geometry = {
                 k: statistics.fmean(e[k] for e in per_scene) if all(k in e for e in per_scene) else None
-                for k in ("depth_absrel", "points_in_room", "seen_in_room")
+                for k in ("depth_absrel", "points_in_room", "seen_in_room", "psnr_context")
             }
             rows.append(
                 Row(
@@ -335,14 +350,15 @@ def markdown_table(rows: list[Row], skipped: dict[str, str], header: dict[str, s
     lines += [
         "",
         "| method | views | PSNR between | SSIM between | PSNR beyond | SSIM beyond | depth AbsRel | in room "
-        "| seen in room | refresh ms |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| seen in room | PSNR context | refresh ms |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in rows:
         lines.append(
             f"| {r.method} | {r.num_views} | {_fmt(r.psnr_between, 2)} | {_fmt(r.ssim_between, 3)} | "
             f"{_fmt(r.psnr_beyond, 2)} | {_fmt(r.ssim_beyond, 3)} | {_fmt(r.depth_absrel, 3)} | "
-            f"{_fmt(r.points_in_room, 2)} | {_fmt(r.seen_in_room, 2)} | {_fmt(r.refresh_ms, 1)} |"
+            f"{_fmt(r.points_in_room, 2)} | {_fmt(r.seen_in_room, 2)} | {_fmt(r.psnr_context, 2)} | "
+            f"{_fmt(r.refresh_ms, 1)} |"
         )
     lines.append("")
     lines += [f"- skipped {name}: {why}" for name, why in skipped.items()]

@@ -23,6 +23,7 @@ METRICS = (
     ("depth_absrel", "depth AbsRel", False),
     ("points_in_room", "in room", True),
     ("seen_in_room", "seen in room", True),
+    ("psnr_context", "PSNR context (dB)", True),
 )
 
 

@@ -241,8 +241,10 @@ class SyntheticSource:
         with_depth: bool = True,
         workers: int = 0,
         max_views: int | None = None,
+        context_targets: int = 0,
     ) -> None:
         self.height, self.width = int(height), int(width)
+        self.context_targets = int(context_targets)
         self.num_views, self.num_targets = int(num_views), int(num_targets)
         self.view_counts = view_counts(self.num_views, max_views)
         self.device = torch.device(device)
@@ -305,6 +307,7 @@ class SyntheticSource:
                 self.num_targets,
                 self.max_gap,
                 self.beyond_fraction,
+                self.context_targets,
             )
             if choice is None:  # a path with too few keyframes: another scene
                 return self._draw(count, views)
@@ -396,7 +399,9 @@ class BagSource:
         max_gap: int = 3,
         beyond_fraction: float = 0.5,
         max_views: int | None = None,
+        context_targets: int = 0,
     ) -> None:
+        self.context_targets = int(context_targets)
         self.view_counts = view_counts(num_views, max_views)
         self.trajectories = [t for t in trajectories if len(t.keyframes) >= num_views]
         most = max(self.view_counts)
@@ -428,6 +433,7 @@ class BagSource:
                 self.num_targets,
                 self.max_gap,
                 self.beyond_fraction,
+                self.context_targets,
             )
             self.samples += 1
             if choice is not None:

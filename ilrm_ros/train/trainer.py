@@ -74,6 +74,7 @@ class TrainConfig:
     gaussian_depth_weight: float = 0.0
     max_gap: int = 3
     beyond_fraction: float = 0.5
+    context_targets: int = 0
     scene_pool: int = 64
     samples_per_scene: int = 8
     scene_group: int = 4
@@ -234,6 +235,7 @@ class Trainer:
                 beyond_fraction=c.beyond_fraction,
                 with_depth=c.depth_weight > 0 or c.gaussian_depth_weight > 0,
                 max_views=c.max_views,
+                context_targets=c.context_targets,
             )
         if c.data == "bag":
             if trajectories is None:
@@ -250,6 +252,7 @@ class Trainer:
                 max_gap=c.max_gap,
                 beyond_fraction=c.beyond_fraction,
                 max_views=c.max_views,
+                context_targets=c.context_targets,
             )
         raise ValueError(f"unknown data source {c.data!r} (synthetic, bag)")
 

@@ -48,13 +48,17 @@ def sample_views(
     num_targets: int,
     max_gap: int = 3,
     beyond_fraction: float = 0.5,
+    context_targets: int = 0,
 ) -> ViewChoice | None:
     """Random context/target frames, or None when the trajectory has too few keyframes.
 
     ``round(num_targets * beyond_fraction)`` targets lie beyond the context span when the trajectory
-    extends past it (otherwise they fall back to between); the rest lie between the first and last
-    context frames (excluding the context frames themselves where possible).
+    extends past it (otherwise they fall back to between); up to ``context_targets`` of the rest are
+    context frames themselves (the model must reproduce its own inputs); the others lie between the
+    first and last context frames (excluding the context frames where possible).
     """
+    if context_targets < 0:
+        raise ValueError(f"context_targets must be >= 0, not {context_targets}")
     keyframes = np.asarray(keyframes, dtype=np.int64)
     if len(keyframes) < num_views or num_views < 1:
         return None
@@ -72,8 +76,10 @@ def sample_views(
         [np.arange(max(0, lo - margin), lo), np.arange(hi + 1, min(num_frames, hi + 1 + margin))]
     )
     n_beyond = int(round(num_targets * beyond_fraction)) if len(beyond_pool) else 0
-    targets = np.concatenate(
-        [rng.choice(between, size=num_targets - n_beyond), rng.choice(beyond_pool, size=n_beyond)]
-    ).astype(np.int64)
+    n_context = min(int(context_targets), num_targets - n_beyond)
+    parts = [rng.choice(between, size=num_targets - n_beyond - n_context)]
+    if n_context:  # no extra draw without them: the stream of earlier runs stays the same
+        parts.append(rng.choice(context, size=n_context))
+    targets = np.concatenate(parts + [rng.choice(beyond_pool, size=n_beyond)]).astype(np.int64)
     beyond = np.arange(num_targets) >= num_targets - n_beyond
     return ViewChoice(context, targets, beyond)

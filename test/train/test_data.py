@@ -42,6 +42,24 @@ def test_view_sampling_between_and_beyond():
     assert sample_views(rng, 10, np.array([0, 5]), num_views=3, num_targets=2) is None
 
 
+def test_context_targets_are_context_frames_and_leave_the_default_stream_alone():
+    kf = np.arange(0, 100, 5)
+    plain, zero, some = (np.random.default_rng(3) for _ in range(3))
+    for _ in range(30):
+        a = sample_views(plain, 100, kf, num_views=3, num_targets=4, max_gap=2)
+        b = sample_views(zero, 100, kf, num_views=3, num_targets=4, max_gap=2, context_targets=0)
+        assert np.array_equal(a.context, b.context) and np.array_equal(a.targets, b.targets)
+        c = sample_views(some, 100, kf, num_views=3, num_targets=4, max_gap=2, context_targets=1)
+        between = c.targets[~c.beyond]
+        assert np.isin(between, c.context).sum() >= 1  # one drawn from the context frames
+        assert len(c.targets) == 4 and c.beyond.sum() in (0, 2)
+    # all non-beyond targets at most; never a beyond one
+    c = sample_views(np.random.default_rng(0), 100, kf, num_views=2, num_targets=4, context_targets=9)
+    assert np.isin(c.targets[~c.beyond], c.context).all()
+    with pytest.raises(ValueError, match="context_targets"):
+        sample_views(np.random.default_rng(0), 100, kf, num_views=2, num_targets=4, context_targets=-1)
+
+
 def test_synthetic_source_shapes_and_resumable_stream():
     src = SyntheticSource(32, 48, num_views=2, num_targets=3, seed=1, pool_size=2, samples_per_scene=1)
     b = src.sample(2)

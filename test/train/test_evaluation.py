@@ -63,13 +63,15 @@ def test_quick_eval_cli_writes_table_and_json(tmp_path):
     assert model_row["depth_absrel"] > 0 and 0 <= model_row["points_in_room"] <= 1
     assert 0 <= model_row["seen_in_room"] <= 1
     assert rows[("nearest context", 2)]["depth_absrel"] is None  # no geometry to score
-    assert "| depth AbsRel | in room | seen in room |" in text
+    assert "| depth AbsRel | in room | seen in room | PSNR context | refresh ms |" in text
+    assert 0 < model_row["psnr_context"] < 60 and rows[("nearest context", 2)]["psnr_context"] is None
     assert rows[("nearest context", 2)]["psnr_between"] > 10  # nearby real images beat an untrained model
 
     js = str(out.with_suffix(".json"))
     assert cli_main(["eval", "--compare", js, js, "--out", str(tmp_path / "same.md")]) == 0
     same = (tmp_path / "same.md").read_text()
     assert "| PSNR between (dB) | +0.00 ± 0.00 (0/2, 2 level) |" in same and "| in room |" in same
+    assert "| PSNR context (dB) | +0.00 ± 0.00 (0/2, 2 level) |" in same
 
 
 def _run(path, seeds, psnr, absrel, method="iLRM (ilrm, x)"):
@@ -109,3 +111,47 @@ def test_geometry_scores():
     assert points_in_room(g, bounds, torch.tensor([True, True, False, True])) == 1.0
     truth = torch.tensor([[[2.0, 4.0], [0.0, 1.0]]])
     assert abs(depth_absrel(torch.tensor([[[2.2, 4.0], [5.0, 0.5]]]), truth) - 0.1) < 1e-6  # median of 0.1, 0, 0.5
+
+
+class _TrueDepthSplats:
+    """Small opaque Gaussians on the true context depth, coloured by the context pixels (or grey)."""
+
+    def __init__(self, grey: bool = False) -> None:
+        self.name, self.note, self.grey = "true-depth splats", "", grey
+
+    def available(self, device):
+        return None
+
+    def predict(self, case):
+        from ilrm_ros.evaluation.benchmark import Prediction, _with_geometry
+        from ilrm_ros.gaussians import SH_C0
+        from ilrm_ros.model.rays import camera_rays
+        from ilrm_ros.render import WHITE, render
+
+        v = case.views
+        ks, c2w, images = v.context_intrinsics[0], v.context_cam_to_world[0], v.context_images[0]
+        h, w = v.image_size
+        origins, dirs = camera_rays(ks, c2w, h, w)  # [V, 3], [V, H, W, 3]
+        along = v.context_depth[0] / (dirs * c2w[:, None, None, :3, 2]).sum(-1)  # z-depth -> ray length
+        means = (origins[:, None, None] + along[..., None] * dirs).reshape(-1, 3)
+        rgb = torch.full_like(images, 0.5) if self.grey else images
+        n = len(means)
+        g = Gaussians(
+            means,
+            torch.tensor([1.0, 0, 0, 0]).expand(n, 4),
+            (along / ks[:, None, None, 0, 0]).reshape(-1, 1).expand(n, 3) * 0.6,  # about a pixel's footprint
+            torch.full((n,), 0.99),
+            ((rgb.permute(0, 2, 3, 1).reshape(-1, 3) - 0.5) / SH_C0)[:, None],
+        )
+        out = render(g, v.target_intrinsics[0], v.target_cam_to_world[0], w, h, background=WHITE)
+        return _with_geometry(Prediction(out.rgb, 0.0, out.depth), g, case)
+
+
+def test_context_psnr_scores_how_well_a_method_reproduces_its_inputs():
+    case = make_cases(1, 48, 64, view_counts=(2,))[0]
+    (exact,), _ = evaluate([_TrueDepthSplats()], [case])
+    (grey,), _ = evaluate([_TrueDepthSplats(grey=True)], [case])
+    assert exact.psnr_context > 25, exact.psnr_context  # its own pixels, where the camera sees them
+    assert grey.psnr_context < exact.psnr_context - 10
+    (floor,), _ = evaluate([NearestContext()], [case])
+    assert floor.psnr_context is None  # nothing built: nothing to render at the context cameras

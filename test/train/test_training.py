@@ -231,3 +231,23 @@ def test_data_thread_reports_a_failing_source():
         prefetcher.next()
     assert isinstance(info.value.__cause__, ValueError)
     assert not prefetcher._thread.is_alive()
+
+
+def test_context_targets_reach_the_data_stream(tmp_path):
+    """--context-targets N: N targets of each sample are context frames, rendered like any target."""
+    from ilrm_ros.cli import build_parser
+    from ilrm_ros.cli.train import resolve_config
+
+    args = build_parser("train").parse_args(["train", "--context-targets", "1", "--out", str(tmp_path / "cli")])
+    assert resolve_config(args)[0].context_targets == 1
+    trainer = Trainer(tiny_config(context_targets=1, num_targets=3), tmp_path, device="cpu")
+    batch = trainer.data.sample(2)
+    trainer.close()
+    for b in range(2):
+        same = [
+            torch.equal(batch.target_cam_to_world[b, t], batch.context_cam_to_world[b, c])
+            and torch.equal(batch.target_images[b, t], batch.context_images[b, c])
+            for t in range(3)
+            for c in range(batch.context_images.shape[1])
+        ]
+        assert sum(same) >= 1

@@ -37,6 +37,8 @@ class BatchPrefetcher:
 
     def __init__(self, source: BatchSource, batch_size: int, device: torch.device, depth: int = 2) -> None:
         self.source, self.batch_size, self.device = source, int(batch_size), torch.device(device)
+        if self.device.type == "cuda" and self.device.index is None:  # the thread must name its GPU
+            self.device = torch.device("cuda", torch.cuda.current_device())
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, int(depth)))
         self._states: deque[dict] = deque()  # one per batch drawn or being drawn, oldest first
         self._lock = threading.Lock()

@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from poses import backproject
 
 from ilrm_ros.geometry import make_pose
 from ilrm_ros.synthetic import Box, Cylinder, Sphere, SyntheticRoom, default_intrinsics
@@ -17,17 +18,6 @@ from ilrm_ros.synthetic.trajectory import camera_rotation
 def _look(pos, yaw=0.0, pitch=0.0, roll=0.0) -> torch.Tensor:
     R = torch.from_numpy(camera_rotation(np.array(yaw), np.array(pitch), np.array(roll)))
     return make_pose(R, torch.tensor(pos, dtype=torch.float64))
-
-
-def _backproject(K: torch.Tensor, c2w: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
-    """World points [H, W, 3] of every pixel centre at its z-depth."""
-    H, W = depth.shape
-    ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
-    K = K.double()
-    x = (xs - K[0, 2]) / K[0, 0]
-    y = (ys - K[1, 2]) / K[1, 1]
-    cam = torch.stack([x, y, torch.ones_like(x)], -1) * depth.double()[..., None]
-    return cam @ c2w[:3, :3].T + c2w[:3, 3]
 
 
 def test_same_seed_same_bytes_different_seed_different():
@@ -100,7 +90,7 @@ def test_backprojected_pixels_lie_on_surfaces(seed):
         pose = _look(p.tolist(), yaw=yaw, pitch=-0.2, roll=0.1)
         rgb, depth = room.render(K, pose, 36, 48)
         assert (depth > 0.3).all()
-        pts = _backproject(K, pose, depth)
+        pts = backproject(K, pose, depth)
         sdf = room.sdf(pts.float())
         assert sdf.abs().max() < 2e-4, sdf.abs().max()
         assert rgb.min() >= 0 and rgb.max() <= 1

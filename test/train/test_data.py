@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from poses import backproject
 
 from ilrm_ros.train.data import BagSource, SyntheticSource, view_counts
 from ilrm_ros.train.losses import gaussian_depth_l1, render_loss
@@ -127,15 +128,9 @@ def test_gaussian_depth_term_measures_each_gaussian_on_its_own_pixel():
     b = src.sample(1)
     src.close()
     K, c2w, depth = b.context_intrinsics[0], b.context_cam_to_world[0], b.context_depth[0]
-    v, u = torch.meshgrid(torch.arange(16) + 0.5, torch.arange(24) + 0.5, indexing="ij")
 
     def unproject(scale: float) -> torch.Tensor:  # Gaussians on their pixel rays at scale x the true depth
-        means = []
-        for i in range(2):
-            z = depth[i] * scale
-            cam = torch.stack([(u - K[i, 0, 2]) / K[i, 0, 0] * z, (v - K[i, 1, 2]) / K[i, 1, 1] * z, z], -1)
-            means.append((cam @ c2w[i, :3, :3].T + c2w[i, :3, 3]).reshape(-1, 3))
-        return torch.cat(means)[None]
+        return backproject(K, c2w, depth * scale).float().reshape(1, -1, 3)
 
     assert float(gaussian_depth_l1(unproject(1.0), c2w[None], depth[None])) == pytest.approx(0.0, abs=1e-4)
     expected = float(0.1 * depth.mean())

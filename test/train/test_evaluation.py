@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+from poses import backproject
 
 from ilrm_ros.cli import main as cli_main
 from ilrm_ros.evaluation.benchmark import (
@@ -125,21 +126,18 @@ class _TrueDepthSplats:
     def predict(self, case):
         from ilrm_ros.evaluation.benchmark import Prediction, _with_geometry
         from ilrm_ros.gaussians import SH_C0
-        from ilrm_ros.model.rays import camera_rays
         from ilrm_ros.render import WHITE, render
 
         v = case.views
         ks, c2w, images = v.context_intrinsics[0], v.context_cam_to_world[0], v.context_images[0]
         h, w = v.image_size
-        origins, dirs = camera_rays(ks, c2w, h, w)  # [V, 3], [V, H, W, 3]
-        along = v.context_depth[0] / (dirs * c2w[:, None, None, :3, 2]).sum(-1)  # z-depth -> ray length
-        means = (origins[:, None, None] + along[..., None] * dirs).reshape(-1, 3)
+        means = backproject(ks, c2w, v.context_depth[0]).float().reshape(-1, 3)
         rgb = torch.full_like(images, 0.5) if self.grey else images
         n = len(means)
         g = Gaussians(
             means,
             torch.tensor([1.0, 0, 0, 0]).expand(n, 4),
-            (along / ks[:, None, None, 0, 0]).reshape(-1, 1).expand(n, 3) * 0.6,  # about a pixel's footprint
+            (v.context_depth[0] / ks[:, None, None, 0, 0]).reshape(-1, 1).expand(n, 3) * 0.6,  # about a pixel
             torch.full((n,), 0.99),
             ((rgb.permute(0, 2, 3, 1).reshape(-1, 3) - 0.5) / SH_C0)[:, None],
         )

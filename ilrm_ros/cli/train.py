@@ -47,6 +47,7 @@ _CONFIG_OPTIONS = (
     "max_views",
     "num_targets",
     "context_targets",
+    "beyond_fraction",
     "resolution",
     "ssim_weight",
     "depth_weight",
@@ -61,6 +62,17 @@ _CONFIG_OPTIONS = (
     "ckpt_every",
     "keep_every",
 )
+
+
+def _fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1]")
+    return value
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -137,6 +149,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default 0)",
     )
     g.add_argument(
+        "--beyond-fraction",
+        type=_fraction,
+        default=None,
+        help=f"share of the targets beyond the context span, where the trajectory extends past it "
+        f"(default {d.beyond_fraction})",
+    )
+    g.add_argument(
         "--resolution",
         type=_resolution,
         default=None,
@@ -150,11 +169,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--scene-group", type=int, default=None, help="samples per room render call (default 4)")
     g.add_argument(
         "--data-workers", type=int, default=None, help="path-planning processes (default -1: auto, 0 on CPU)"
-    )
-    g.add_argument(
-        "--data-thread",
-        action="store_true",
-        help="draw batches ahead in a background thread (own CUDA stream) instead of inline between steps",
     )
     g.add_argument(
         "--samples-per-scene",
@@ -207,8 +221,6 @@ def resolve_config(args: argparse.Namespace):
         given["grad_checkpointing"] = False
     if args.compile:
         given["compile"] = True
-    if args.data_thread:
-        given["data_thread"] = True
     resume = args.resume
     out = Path(args.out) if args.out else None
     if resume == "auto":

@@ -33,7 +33,6 @@ from ..render import WHITE
 from . import distributed as D
 from .data import BagSource, SyntheticSource, ViewBatch
 from .losses import gaussian_depth_l1, render_loss
-from .prefetch import BatchPrefetcher
 from .scalars import ScalarLog
 from .schedule import make_scheduler
 
@@ -82,7 +81,6 @@ class TrainConfig:
     seed: int = 0
     grad_checkpointing: bool = True
     compile: bool = False
-    data_thread: bool = False
     log_every: int = 10
     ckpt_every: int = 1_000
     keep_every: int = 0
@@ -207,7 +205,6 @@ class Trainer:
             warmup(self.device)  # gsplat's kernels load (or compile) here, not inside the timed loop
         self._pending: ViewBatch | None = None
         self._pending_state: dict | None = None
-        self._prefetcher: BatchPrefetcher | None = None  # started at the first batch (after any resume)
         self.step = 0
         self.elapsed_before = 0.0  # training seconds of earlier chunks (for the log's time axis)
         self.skipped = 0
@@ -317,11 +314,7 @@ class Trainer:
         return loss, terms
 
     def next_batch(self) -> ViewBatch:
-        """The next batch of the data stream (drawn ahead by the data thread or by ``train_step(prefetch=True)``)."""
-        if self.config.data_thread:
-            if self._prefetcher is None:
-                self._prefetcher = BatchPrefetcher(self.data, self.config.batch_size, self.device)
-            return self._prefetcher.next()
+        """The next batch of the data stream (drawn ahead by ``train_step(prefetch=True)``)."""
         if self._pending is not None:
             batch, self._pending, self._pending_state = self._pending, None, None
             return batch
@@ -329,16 +322,13 @@ class Trainer:
 
     def _data_state(self) -> dict:
         """The data stream's state before the first batch not yet trained on."""
-        if self._prefetcher is not None:
-            return self._prefetcher.pending_state()
         return self._pending_state if self._pending is not None else self.data.state_dict()
 
     def train_step(self, batch: ViewBatch | None = None, prefetch: bool = False) -> dict[str, float]:
         """One optimiser step on ``batch`` (the next data batch by default); returns its scalars.
 
         ``prefetch`` draws the next batch while the GPU still runs this step's backward pass (the
-        data stream's position saved in checkpoints stays at the first batch not yet trained on);
-        with ``data_thread`` the data thread draws ahead instead.
+        data stream's position saved in checkpoints stays at the first batch not yet trained on).
         """
         if batch is None:
             batch = self.next_batch()
@@ -347,7 +337,7 @@ class Trainer:
         loss, terms = self.forward_loss(batch)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        if prefetch and self._pending is None and not self.config.data_thread:
+        if prefetch and self._pending is None:
             self._pending_state = self.data.state_dict()
             self._pending = self.data.sample(self.config.batch_size)
         lr = self.optimizer.param_groups[0]["lr"]
@@ -506,7 +496,4 @@ class Trainer:
         }
 
     def close(self) -> None:
-        if self._prefetcher is not None:
-            self._prefetcher.close()
-            self._prefetcher = None
         self.data.close()

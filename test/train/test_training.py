@@ -48,6 +48,7 @@ def test_resume_reproduces_the_next_steps(tmp_path):
     trainer = Trainer(config, tmp_path, device="cpu")
     summary = trainer.run(steps=3, progress=False)
     assert summary["step"] == 3 and (tmp_path / LAST_DIR / MODEL_FILE).is_file()
+    # run() draws each next batch ahead, so this checkpoint was written while one batch waited
     expected = [trainer.train_step() for _ in range(2)]  # fresh batches from the data stream
     trainer.close()
 
@@ -188,66 +189,41 @@ def test_compiled_training_matches_eager(tmp_path):
     assert resolve_config(args)[0].compile  # the option reaches the config
 
 
-def test_data_thread_trains_on_the_same_stream_and_resumes_exactly(tmp_path):
-    """--data-thread: the batches drawn ahead in a thread are the inline ones, and a checkpoint taken while
-    batches wait in the thread's queue resumes at the first batch not trained on."""
+@pytest.mark.parametrize(
+    "options, matches",
+    [
+        ({"context_targets": 1}, 1),  # half the targets lie beyond the span; one of the others is a context frame
+        ({"context_targets": 3, "beyond_fraction": 0.0}, 3),  # every target is a context frame
+    ],
+)
+def test_context_targets_reach_the_data_stream(tmp_path, options, matches):
+    """--context-targets N (and --beyond-fraction): N targets of each sample are context frames."""
     from ilrm_ros.cli import build_parser
     from ilrm_ros.cli.train import resolve_config
 
-    losses = {}
-    for threaded in (False, True):
-        out = tmp_path / str(threaded)
-        trainer = Trainer(tiny_config(steps=10, ckpt_every=3, data_thread=threaded), out, device="cpu")
-        summary = trainer.run(steps=3, progress=False)
-        assert summary["step"] == 3 and (trainer._prefetcher is not None) == threaded
-        losses[threaded] = summary["losses"] + [trainer.train_step()["loss"] for _ in range(2)]
-        trainer.close()
-    assert losses[True] == pytest.approx(losses[False], abs=1e-6)
-    assert len(set(losses[False])) == 5  # five different batches, not one repeated
-
-    run_dir = tmp_path / "True"
-    resumed = Trainer(tiny_config(steps=10, data_thread=True), run_dir, device="cpu", resume=run_dir)
-    assert resumed.step == 3
-    got = [resumed.train_step()["loss"] for _ in range(2)]
-    resumed.close()
-    assert got == pytest.approx(losses[True][3:], abs=1e-6)
-
-    args = build_parser("train").parse_args(["train", "--data-thread", "--out", str(tmp_path / "cli")])
-    assert resolve_config(args)[0].data_thread
-
-
-def test_data_thread_reports_a_failing_source():
-    from ilrm_ros.train.prefetch import BatchPrefetcher
-
-    class Broken:
-        def state_dict(self):
-            return {}
-
-        def sample(self, batch_size):
-            raise ValueError("no rooms left")
-
-    prefetcher = BatchPrefetcher(Broken(), 2, torch.device("cpu"))
-    with pytest.raises(RuntimeError, match="prefetch thread") as info:
-        prefetcher.next()
-    assert isinstance(info.value.__cause__, ValueError)
-    assert not prefetcher._thread.is_alive()
-
-
-def test_context_targets_reach_the_data_stream(tmp_path):
-    """--context-targets N: N targets of each sample are context frames, rendered like any target."""
-    from ilrm_ros.cli import build_parser
-    from ilrm_ros.cli.train import resolve_config
-
-    args = build_parser("train").parse_args(["train", "--context-targets", "1", "--out", str(tmp_path / "cli")])
-    assert resolve_config(args)[0].context_targets == 1
-    trainer = Trainer(tiny_config(context_targets=1, num_targets=3), tmp_path, device="cpu")
+    argv = ["train", "--out", str(tmp_path / "cli")]
+    for name, value in options.items():
+        argv += ["--" + name.replace("_", "-"), str(value)]
+    config = resolve_config(build_parser("train").parse_args(argv))[0]
+    assert {name: getattr(config, name) for name in options} == options
+    trainer = Trainer(tiny_config(num_targets=3, **options), tmp_path, device="cpu")
     batch = trainer.data.sample(2)
     trainer.close()
     for b in range(2):
-        same = [
-            torch.equal(batch.target_cam_to_world[b, t], batch.context_cam_to_world[b, c])
-            and torch.equal(batch.target_images[b, t], batch.context_images[b, c])
+        is_context = [
+            any(
+                torch.equal(batch.target_cam_to_world[b, t], batch.context_cam_to_world[b, c])
+                and torch.equal(batch.target_images[b, t], batch.context_images[b, c])
+                for c in range(batch.context_images.shape[1])
+            )
             for t in range(3)
-            for c in range(batch.context_images.shape[1])
         ]
-        assert sum(same) >= 1
+        assert sum(is_context) >= matches
+
+
+def test_beyond_fraction_must_be_a_fraction(capsys):
+    from ilrm_ros.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser("train").parse_args(["train", "--beyond-fraction", "1.5"])
+    assert "not in [0, 1]" in capsys.readouterr().err

@@ -320,10 +320,6 @@ class Trainer:
             return batch
         return self.data.sample(self.config.batch_size)
 
-    def _data_state(self) -> dict:
-        """The data stream's state before the first batch not yet trained on."""
-        return self._pending_state if self._pending is not None else self.data.state_dict()
-
     def train_step(self, batch: ViewBatch | None = None, prefetch: bool = False) -> dict[str, float]:
         """One optimiser step on ``batch`` (the next data batch by default); returns its scalars.
 
@@ -362,7 +358,8 @@ class Trainer:
         """Write a checkpoint (collective under DDP: every rank must call it); returns its directory on rank 0."""
         from ilrm_ros.model import save_checkpoint
 
-        data_state = self._data_state()
+        # the data stream's state before the first batch not yet trained on
+        data_state = self._pending_state if self._pending is not None else self.data.state_dict()
         rank_state = {"rng": _rng_state(self.device), "data": data_state}
         if self.device.type == "cuda":
             rank_state["rng"] = {k: v.cpu() for k, v in rank_state["rng"].items()}

@@ -114,6 +114,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="continue a run: a checkpoint dir, a run dir (its last/), or 'auto' (--out's, if any)",
     )
+    g.add_argument(
+        "--query-rgb",
+        action="store_true",
+        help="iLRM: the ray tokens also take their patch's pixels (not in the published layout). With --init "
+        "of a model without it, the new weights start at zero, so training starts from that model's output",
+    )
     g.add_argument("--no-grad-checkpointing", action="store_true", help="keep all activations (faster, more memory)")
     g.add_argument(
         "--compile",
@@ -221,6 +227,8 @@ def resolve_config(args: argparse.Namespace):
         given["grad_checkpointing"] = False
     if args.compile:
         given["compile"] = True
+    if args.query_rgb:
+        given["query_rgb"] = True
     resume = args.resume
     out = Path(args.out) if args.out else None
     if resume == "auto":

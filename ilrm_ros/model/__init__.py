@@ -3,7 +3,14 @@
 Nothing here imports ROS; the ROS node builds on :func:`load_model` and :func:`reconstruct`.
 """
 
-from .checkpoint import CheckpointError, build_model, load_model, published_state_dict, save_checkpoint
+from .checkpoint import (
+    CheckpointError,
+    build_model,
+    load_model,
+    published_state_dict,
+    save_checkpoint,
+    with_query_rgb,
+)
 from .config import PRESETS, ILRMConfig
 from .fast import CompiledForward
 from .flops import count_flops
@@ -31,4 +38,5 @@ __all__ = [
     "published_state_dict",
     "reconstruct",
     "save_checkpoint",
+    "with_query_rgb",
 ]

@@ -42,6 +42,27 @@ def build_model(config: ILRMConfig) -> LRMBase:
     return (ILRM if config.arch == "ilrm" else GSLRM)(config)
 
 
+def with_query_rgb(model: LRMBase) -> ILRM:
+    """The same iLRM with ``query_rgb`` on and the same output: the input tokenizer gains a zero
+    weight for each pixel's colour, so training starts from the model it was given."""
+    if not isinstance(model, ILRM):
+        raise ValueError(f"query_rgb is an iLRM option; this is an {model.config.arch!r} model")
+    if model.config.query_rgb:
+        return model
+    config = model.config.replace(query_rgb=True)
+    with torch.device("meta"):
+        widened = ILRM(config)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    old = state["input_tokenizer.weight"]
+    pixels = config.patch_size**2
+    weight = old.new_zeros(old.shape[0], pixels, 9)
+    weight[:, :, 3:] = old.reshape(old.shape[0], pixels, 6)  # per pixel: [rgb, m, d] <- [m, d]
+    state["input_tokenizer.weight"] = weight.reshape(old.shape[0], pixels * 9)
+    widened.load_state_dict(state, assign=True)
+    widened.amp_dtype, widened.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
+    return widened.train(model.training)
+
+
 def published_state_dict(model: LRMBase) -> dict[str, torch.Tensor]:
     """The model's weights under the published checkpoint's key names (``encoder.scaler.*``)."""
     return {PUBLISHED_PREFIX + k: v for k, v in model.state_dict().items()}
@@ -143,9 +164,16 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], base: ILRMConfig = PRES
     first = "read_cross" if arch == "ilrm" else "attn"
     ffn = "read_ff" if arch == "ilrm" else "mlp"
     tok = shape("input_tokenizer.weight")
-    channels = 6 if arch == "ilrm" else 9
-    patch = math.isqrt(tok[1] // channels) if len(tok) == 2 else 0
-    if len(tok) != 2 or patch < 1 or channels * patch * patch != tok[1]:
+    # The patch size comes from the support tokenizer (9 channels a pixel in both archs); an iLRM
+    # input tokenizer of 9 channels a pixel means query_rgb.
+    pixels_key = "support_tokenizer.weight" if arch == "ilrm" else "input_tokenizer.weight"
+    sup = shape(pixels_key)
+    patch = math.isqrt(sup[1] // 9) if len(sup) == 2 else 0
+    if len(sup) != 2 or patch < 1 or 9 * patch * patch != sup[1]:
+        raise CheckpointError(f"{pixels_key} has shape {sup}; expected [width, 9 * patch^2]")
+    query_rgb = arch == "ilrm" and len(tok) == 2 and tok[1] == 9 * patch * patch
+    channels = 9 if arch == "gslrm" or query_rgb else 6
+    if len(tok) != 2 or channels * patch * patch != tok[1]:
         raise CheckpointError(f"input_tokenizer.weight has shape {tok}; expected [width, {channels} * patch^2]")
     width = tok[0]
     blocks = {int(m.group(1)) for k in state_dict if (m := re.match(r"processor\.blocks\.(\d+)\.", k))}
@@ -157,7 +185,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], base: ILRMConfig = PRES
     try:
         return base.replace(
             arch=arch, width=width, depth=max(blocks) + 1, head_dim=head_dim,
-            mlp_ratio=hidden / width, patch_size=patch, image_size=image_size,
+            mlp_ratio=hidden / width, patch_size=patch, image_size=image_size, query_rgb=query_rgb,
         )
     except ValueError as exc:
         raise CheckpointError(f"inconsistent checkpoint shapes: {exc}") from None

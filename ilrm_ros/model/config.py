@@ -40,11 +40,16 @@ class ILRMConfig:
     opacity_offset: float = -2.0
     # Normalisation epsilons (LayerNorm and the per-head RMSNorm).
     norm_eps: float = 1e-5
+    # iLRM only, not in the published layout: the ray (query) tokens also take their own patch's
+    # pixels, [rgb * 2 - 1, m, d] like the support tokens, instead of the rays [m, d] alone.
+    query_rgb: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))
         if self.arch not in ARCHS:
             raise ValueError(f"unknown arch {self.arch!r}; expected one of {ARCHS}")
+        if self.query_rgb and self.arch != "ilrm":
+            raise ValueError("query_rgb is an iLRM option (GS-LRM tokens always hold the pixels)")
         if self.width % self.head_dim:
             raise ValueError(f"width {self.width} is not a multiple of head_dim {self.head_dim}")
         if self.depth < 1 or self.patch_size < 1 or self.num_views < 1:

@@ -87,7 +87,8 @@ class LRMBase(nn.Module):
 
 class ILRM(LRMBase):
     """iLRM: ray (query) tokens iteratively read their own view's image tokens, alternating with
-    global self-attention across all views' ray tokens."""
+    global self-attention across all views' ray tokens (``config.query_rgb``: the ray tokens also
+    hold their patch's pixels)."""
 
     arch = "ilrm"
 
@@ -95,7 +96,7 @@ class ILRM(LRMBase):
         config = config or ILRMConfig()
         super().__init__(config)
         p, width, eps = config.patch_size, config.width, config.norm_eps
-        self.input_tokenizer = nn.Linear(6 * p * p, width, bias=False)
+        self.input_tokenizer = nn.Linear((9 if config.query_rgb else 6) * p * p, width, bias=False)
         self.input_layernorm = layer_norm(width, eps)
         self.support_tokenizer = nn.Linear(9 * p * p, width, bias=False)
         self.support_layernorm = layer_norm(width, eps)
@@ -109,7 +110,8 @@ class ILRM(LRMBase):
     def _transform(self, images: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
         p = self.config.patch_size
         support = torch.cat((images * 2 - 1, rays), dim=-1)  # [rgb*2-1, m, d]
-        x = self.input_layernorm(self.input_tokenizer(patchify(rays, p)))
+        query = support if self.config.query_rgb else rays
+        x = self.input_layernorm(self.input_tokenizer(patchify(query, p)))
         s = self.support_layernorm(self.support_tokenizer(patchify(support, p)))
         x = self.processor(x, s, rays.shape[1], self.checkpointing_active)
         return self.token_decoder(x)

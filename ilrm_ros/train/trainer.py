@@ -74,6 +74,7 @@ class TrainConfig:
     max_gap: int = 3
     beyond_fraction: float = 0.5
     context_targets: int = 0
+    query_rgb: bool = False
     scene_pool: int = 64
     samples_per_scene: int = 8
     scene_group: int = 4
@@ -144,7 +145,7 @@ class Trainer:
         dist_info: D.DistInfo | None = None,
         trajectories=None,
     ) -> None:
-        from ilrm_ros.model import load_model
+        from ilrm_ros.model import load_model, with_query_rgb
 
         self.info = dist_info or D.DistInfo()
         self.device = D.resolve_device(str(device) if device is not None else None, self.info.local_rank)
@@ -156,13 +157,15 @@ class Trainer:
             state = read_state(ckpt)
             source = ckpt / MODEL_FILE
         else:
-            source = config.init or PRESETS[config.preset].replace(arch=config.arch)
+            source = config.init or PRESETS[config.preset].replace(arch=config.arch, query_rgb=config.query_rgb)
         torch.manual_seed(config.seed * 1000 + self.info.rank)
         model = load_model(
             source if isinstance(source, ILRMConfig) else str(source), device=self.device, seed=config.seed
         )
         if resume is None and config.init and model.config.arch != config.arch:
             raise ValueError(f"--init {config.init} holds an {model.config.arch!r} model, not --arch {config.arch!r}")
+        if config.query_rgb and not model.config.query_rgb:  # --init without it: same output, then trained
+            model = with_query_rgb(model)
         model.train()
         model.gradient_checkpointing = config.grad_checkpointing
         if config.compile:

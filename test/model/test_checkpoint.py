@@ -17,6 +17,7 @@ from ilrm_ros.model import (
     load_model,
     published_state_dict,
     save_checkpoint,
+    with_query_rgb,
 )
 
 NARROW = PRESETS["re10k"].replace(width=128, depth=4)  # published layout, fewer/narrower blocks
@@ -220,3 +221,62 @@ def test_safetensors_with_wrong_shapes_fails_naming_the_key(tmp_path):
 def test_reserved_metadata_cannot_be_overridden(tmp_path):
     with pytest.raises(ValueError):
         save_checkpoint(load_model("tiny"), tmp_path / "x.safetensors", extra_metadata={"config": "{}"})
+
+
+# --------------------------------------------------------------------------- query_rgb (not in the published layout)
+
+
+def trained_looking_tiny(seed: int = 3) -> ILRM:
+    """A tiny iLRM whose norm weights are away from 1, so a mixed-up tensor would show."""
+    torch.manual_seed(seed)
+    model = load_model("tiny", seed=seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.uniform_(0.5, 1.5)
+    return model
+
+
+def test_widening_keeps_the_output_and_opens_the_pixel_path():
+    model = trained_looking_tiny()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    widened = with_query_rgb(model)
+    assert widened.config == model.config.replace(query_rgb=True)
+    assert widened.input_tokenizer.weight.shape[1] == 9 * model.config.patch_size**2
+    with torch.no_grad():
+        assert_same_output(widened(*tiny_scene()), model(*tiny_scene()), atol=1e-5)
+    for k, v in model.state_dict().items():  # the model it was given is left as it was
+        assert torch.equal(v, before[k]), k
+
+    out = widened.train()(*tiny_scene())
+    (out.sh.square().mean() + out.means.square().mean()).backward()
+    grad = widened.input_tokenizer.weight.grad.reshape(model.config.width, -1, 9)
+    assert grad[:, :, :3].abs().sum() > 0  # the colour weights start at zero but do learn
+
+
+def test_query_rgb_round_trips_and_is_inferred_from_shapes(tmp_path):
+    widened = with_query_rgb(trained_looking_tiny())
+    with torch.no_grad():  # make the pixels matter, so a model that ignored them would differ
+        widened.input_tokenizer.weight.reshape(widened.config.width, -1, 9)[:, :, :3].normal_(std=0.05)
+        expected = widened.eval()(*tiny_scene())
+
+    path = tmp_path / "q.safetensors"
+    save_checkpoint(widened, path, dtype=torch.float32)
+    loaded = load_model(path)
+    assert loaded.config.query_rgb
+    with torch.no_grad():
+        assert_same_output(loaded(*tiny_scene()), expected)
+
+    lightning = tmp_path / "q.ckpt"  # no config stored: it comes from the tensors' shapes
+    write_lightning(lightning, published_state_dict(widened))
+    inferred = load_model(lightning)
+    assert inferred.config.query_rgb and inferred.config.width == widened.config.width
+    with torch.no_grad():
+        assert_same_output(inferred(*tiny_scene()), expected)
+
+
+def test_query_rgb_is_an_ilrm_option():
+    with pytest.raises(ValueError, match="iLRM option"):
+        ILRMConfig(arch="gslrm", query_rgb=True)
+    with pytest.raises(ValueError, match="iLRM option"):
+        with_query_rgb(load_model(PRESETS["tiny"].replace(arch="gslrm")))

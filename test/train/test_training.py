@@ -227,3 +227,40 @@ def test_beyond_fraction_must_be_a_fraction(capsys):
     with pytest.raises(SystemExit):
         build_parser("train").parse_args(["train", "--beyond-fraction", "1.5"])
     assert "not in [0, 1]" in capsys.readouterr().err
+
+
+def test_query_rgb_starts_from_the_init_and_stays_on(tmp_path):
+    """--query-rgb with an --init that lacks it: the run starts from that model's output, trains the
+    new colour weights, and its checkpoints (and a resume) keep the option."""
+    from ilrm_ros.cli import build_parser
+    from ilrm_ros.cli.train import resolve_config
+    from ilrm_ros.model import load_model, save_checkpoint
+
+    argv = ["train", "--query-rgb", "--out", str(tmp_path / "cli")]
+    assert resolve_config(build_parser("train").parse_args(argv))[0].query_rgb
+    init = tmp_path / "init.safetensors"
+    save_checkpoint(load_model("tiny", seed=5), init, dtype=torch.float32)
+
+    config = tiny_config(init=str(init), query_rgb=True, steps=4, ckpt_every=2)
+    trainer = Trainer(config, tmp_path / "run", device="cpu")
+    model = trainer.model
+    assert model.config.query_rgb
+    colour = model.input_tokenizer.weight.reshape(model.config.width, -1, 9)[:, :, :3]
+    assert torch.count_nonzero(colour) == 0
+    images = torch.rand(1, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]).expand(1, 2, 3, 3)
+    c2w = torch.eye(4).repeat(1, 2, 1, 1)
+    c2w[0, 1, 0, 3] = 0.3
+    with torch.no_grad():  # the same model, up to float rounding (depths reach hundreds)
+        got, want = model(images, K, c2w), load_model(init)(images, K, c2w)
+    torch.testing.assert_close(got.means, want.means, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got.sh, want.sh, atol=1e-5, rtol=1e-5)
+    trainer.run(steps=4, progress=False)
+    trainer.close()
+    assert torch.count_nonzero(colour) > 0
+
+    saved = load_model(tmp_path / "run" / LAST_DIR / MODEL_FILE)
+    assert saved.config.query_rgb
+    resumed = Trainer(config, tmp_path / "run", device="cpu", resume=tmp_path / "run")
+    assert resumed.model.config.query_rgb and resumed.step == 4
+    resumed.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ilrm_ros.model import CompiledForward, load_model, reconstruct
+from ilrm_ros.model import PRESETS, CompiledForward, load_model, reconstruct
 from ilrm_ros.model.attention import attention_backend
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -81,6 +81,16 @@ def test_compiled_forward_matches_eager(mode):
             compare(out, ref, means_atol=3.0, atol=6e-2, mean_atol=3e-3)
     # The caller's model is untouched (the fast path uses its own bf16-weight copy).
     assert next(model.parameters()).dtype == torch.float32
+
+
+def test_query_rgb_model_runs_the_fast_path():
+    """A ``query_rgb`` model (its ray tokens also take the pixels) through compile + graph."""
+    model = load_model(PRESETS["small"].replace(query_rgb=True), device="cuda")
+    fast = CompiledForward(model, 2, 128, 128, mode="compile+graph", attention="default")
+    scene = to(small_scene(seed=3), "cuda")
+    with torch.no_grad():
+        ref = model(*scene)
+    compare(fast(*scene), ref, means_atol=3.0, atol=6e-2, mean_atol=3e-3)
 
 
 def test_graph_outputs_are_not_overwritten_when_cloned():

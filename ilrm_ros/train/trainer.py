@@ -165,6 +165,8 @@ class Trainer:
         if resume is None and config.init and model.config.arch != config.arch:
             raise ValueError(f"--init {config.init} holds an {model.config.arch!r} model, not --arch {config.arch!r}")
         if config.query_rgb and not model.config.query_rgb:  # --init without it: same output, then trained
+            if resume is not None:  # the optimiser state holds the narrower input tokenizer
+                raise ValueError("--query-rgb cannot be turned on when resuming a run without it; use --init")
             model = with_query_rgb(model)
         model.train()
         model.gradient_checkpointing = config.grad_checkpointing

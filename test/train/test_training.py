@@ -264,3 +264,10 @@ def test_query_rgb_starts_from_the_init_and_stays_on(tmp_path):
     resumed = Trainer(config, tmp_path / "run", device="cpu", resume=tmp_path / "run")
     assert resumed.model.config.query_rgb and resumed.step == 4
     resumed.close()
+
+    plain = tiny_config(init=str(init), steps=2, ckpt_every=2)
+    first = Trainer(plain, tmp_path / "plain", device="cpu")
+    first.run(steps=2, progress=False)
+    first.close()
+    with pytest.raises(ValueError, match="when resuming"):
+        Trainer(config, tmp_path / "plain", device="cpu", resume=tmp_path / "plain")

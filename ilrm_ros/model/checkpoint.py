@@ -50,15 +50,13 @@ def with_query_rgb(model: LRMBase) -> ILRM:
     if model.config.query_rgb:
         return model
     config = model.config.replace(query_rgb=True)
-    with torch.device("meta"):
-        widened = ILRM(config)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     old = state["input_tokenizer.weight"]
     pixels = config.patch_size**2
     weight = old.new_zeros(old.shape[0], pixels, 9)
     weight[:, :, 3:] = old.reshape(old.shape[0], pixels, 6)  # per pixel: [rgb, m, d] <- [m, d]
     state["input_tokenizer.weight"] = weight.reshape(old.shape[0], pixels * 9)
-    widened.load_state_dict(state, assign=True)
+    widened = model_from_state_dict(state, config)
     widened.amp_dtype, widened.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
     return widened.train(model.training)
 

@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.description = __doc__
     parser.add_argument(
-        "--checkpoint", default="small", help="model under test: checkpoint path or preset (default small)"
+        "--checkpoint", default="",
+        help="model under test: checkpoint path or preset (default: the shipped checkpoint, as the node's)"
     )
     parser.add_argument(
         "--baseline-ckpt", default=None, help="GS-LRM-style (arch gslrm) checkpoint or preset to compare"
@@ -70,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         return _compare(*args.compare, args.out)
     import torch
 
+    from ilrm_ros.checkpoints import resolve_checkpoint
     from ilrm_ros.evaluation.benchmark import (
         GaussianOptim,
         ModelMethod,
@@ -85,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     device = resolve_device(args.device)
+    args.checkpoint = resolve_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint, device=device)
     notes = []
     if args.checkpoint in PRESETS:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from poses import backproject
 
+from ilrm_ros.checkpoints import SHIPPED_CHECKPOINT
 from ilrm_ros.cli import main as cli_main
 from ilrm_ros.evaluation.benchmark import (
     NearestContext,
@@ -153,3 +154,12 @@ def test_context_psnr_scores_how_well_a_method_reproduces_its_inputs():
     assert grey.psnr_context < exact.psnr_context - 10
     (floor,), _ = evaluate([NearestContext()], [case])
     assert floor.psnr_context is None  # nothing built: nothing to render at the context cameras
+
+
+def test_eval_defaults_to_the_shipped_checkpoint(tmp_path):
+    """As the node's ``checkpoint`` parameter: no ``--checkpoint`` scores the trained model, not a preset."""
+    out = tmp_path / "shipped.md"
+    assert cli_main(["eval", "--quick", "--scenes", "1", "--gs-budgets", "--device", "cpu", "--out", str(out)]) == 0
+    text = out.read_text()
+    assert f"| iLRM (ilrm, {SHIPPED_CHECKPOINT}) | 2 |" in text
+    assert "is a preset" not in text

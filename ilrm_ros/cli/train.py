@@ -186,6 +186,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--steps", type=int, default=None, help=f"total optimiser steps of the schedule (default {d.steps})")
     g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) before this wall time")
     g.add_argument(
+        "--fit-to-time", action="store_true",
+        help="with --max-minutes: after the first 25 steps, shorten --steps so the schedule ends inside the time "
+        "budget (instead of being cut off partway down its cosine)",
+    )
+    g.add_argument(
         "--chunk-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps of this run"
     )
     g.add_argument("--batch-size", type=int, default=None, help=f"samples per GPU per step (default {d.batch_size})")
@@ -256,6 +261,8 @@ def run(args: argparse.Namespace) -> int:
     from ilrm_ros.train import distributed as D
     from ilrm_ros.train.trainer import Trainer
 
+    if args.fit_to_time and args.max_minutes is None:
+        raise SystemExit("--fit-to-time needs --max-minutes")
     config, out, resume = resolve_config(args)
     info, device = D.setup(args.device)
     try:
@@ -265,7 +272,8 @@ def run(args: argparse.Namespace) -> int:
         trainer = Trainer(config, out, device=device, resume=resume, dist_info=info)
         try:
             summary = trainer.run(
-                steps=args.chunk_steps, max_minutes=args.max_minutes, start_time=start, progress=not args.no_progress
+                steps=args.chunk_steps, max_minutes=args.max_minutes, start_time=start, progress=not args.no_progress,
+                fit_to_time=args.fit_to_time,
             )
         finally:
             trainer.close()
@@ -273,11 +281,11 @@ def run(args: argparse.Namespace) -> int:
             sps = summary["sec_per_step"]
             rate = f", {sps:.3f} s/step, {config.batch_size * info.world_size / sps:.1f} samples/s" if sps else ""
             print(
-                f"stopped ({summary['stopped']}) at step {summary['step']}/{config.steps}{rate}; "
+                f"stopped ({summary['stopped']}) at step {summary['step']}/{trainer.config.steps}{rate}; "
                 f"checkpoint {summary['checkpoint']}",
                 flush=True,
             )
-            if summary["step"] < config.steps:
+            if summary["step"] < trainer.config.steps:
                 print(f"continue with: ilrm train --out {out} --resume auto [--max-minutes M]", flush=True)
     finally:
         D.teardown()

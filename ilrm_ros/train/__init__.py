@@ -5,7 +5,7 @@
 
 from .data import BagSource, BagTrajectory, SyntheticSource, ViewBatch, make_synthetic_scene, render_views
 from .losses import render_loss
-from .schedule import make_scheduler, warmup_cosine
+from .schedule import make_scheduler, retarget, warmup_cosine
 from .splits import EVAL_SEEDS, TRAIN_SEEDS
 from .trainer import TrainConfig, Trainer, checkpoint_dir, read_state
 from .views import ViewChoice, keyframe_indices, sample_views
@@ -27,6 +27,7 @@ __all__ = [
     "read_state",
     "render_loss",
     "render_views",
+    "retarget",
     "sample_views",
     "warmup_cosine",
 ]

@@ -31,3 +31,18 @@ def make_scheduler(
     return torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps, min_ratio)
     )
+
+
+def retarget(
+    scheduler: torch.optim.lr_scheduler.LambdaLR, total_steps: int, warmup_steps: int, min_ratio: float = 0.1
+) -> None:
+    """Make a :func:`make_scheduler` schedule end at ``total_steps`` from its current step on.
+
+    The learning rate for the step about to be taken is set at once. The new curve is not part of
+    the scheduler's state: the checkpoint's training config carries ``total_steps`` instead.
+    """
+    scheduler.lr_lambdas = [
+        lambda step: warmup_cosine(step, total_steps, warmup_steps, min_ratio) for _ in scheduler.lr_lambdas
+    ]
+    for group, base, fn in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
+        group["lr"] = base * fn(scheduler.last_epoch)

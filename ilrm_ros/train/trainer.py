@@ -21,9 +21,11 @@ import math
 import os
 import shutil
 import signal
+import statistics
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import torch
@@ -34,11 +36,16 @@ from . import distributed as D
 from .data import BagSource, SyntheticSource, ViewBatch
 from .losses import gaussian_depth_l1, render_loss
 from .scalars import ScalarLog
-from .schedule import make_scheduler
+from .schedule import make_scheduler, retarget
 
 MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 LAST_DIR = "last"
+FIT_AFTER = 25
+"""``fit_to_time`` plans after this many steps: past ``torch.compile``'s recompiles for the other view
+counts (steps 2-15 of a ``--max-views 4`` run on an H100)."""
+FIT_SAFETY = 0.95
+"""Share of the time left that the fitted schedule plans to use (step times vary)."""
 
 
 @dataclass
@@ -413,12 +420,16 @@ class Trainer:
         start_time: float | None = None,
         progress: bool = True,
         log_dir: str | os.PathLike | None = None,
+        fit_to_time: bool = False,
     ) -> dict:
         """Train until ``steps`` (default: the config's total) or until the time budget says stop.
 
         ``max_minutes`` counts from ``start_time`` (``time.monotonic()``; default: now): the loop
         stops early enough to write the final checkpoint before the budget ends. SIGTERM/SIGINT
-        also stop it cleanly after the current step. Returns a summary with the per-step losses.
+        also stop it cleanly after the current step. ``fit_to_time`` (with ``max_minutes``): after
+        :data:`FIT_AFTER` steps, shorten the schedule (``config.steps``) so that its cosine ends
+        inside the budget, rather than being cut off halfway down. Returns a summary with the
+        per-step losses.
         """
         from tqdm import tqdm
 
@@ -444,6 +455,8 @@ class Trainer:
         )
         losses: list[float] = []
         step_time = None  # EMA of seconds per step
+        recent: deque[float] = deque(maxlen=10)  # the last steps' durations, for fit_to_time
+        fit_at = self.step + FIT_AFTER if fit_to_time and budget is not None else None
         save_time = 5.0
         last_save = self.step
         reason = "steps"
@@ -459,7 +472,12 @@ class Trainer:
                 dt = time.monotonic() - t0
                 if len(losses) >= 2:  # the first steps include one-off kernel compilation and allocation
                     step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
+                recent.append(dt)
                 losses.append(scalars["loss"])
+                if self.step == fit_at:
+                    left = budget - (time.monotonic() - start) - (save_time * 1.5 + 2.0)
+                    total = min(total, self._fit_schedule(left, statistics.median(recent)))
+                    bar.total = total
                 bar.update(1)
                 bar.set_postfix(loss=f"{scalars['loss']:.4f}", psnr=f"{scalars['psnr']:.2f}", lr=f"{scalars['lr']:.2e}")
                 if log is not None and (self.step % self.config.log_every == 0 or self.step == 1):
@@ -496,6 +514,22 @@ class Trainer:
             "skipped": self.skipped,
             "sec_per_step": step_time,
         }
+
+    def _fit_schedule(self, seconds_left: float, seconds_per_step: float) -> int:
+        """Shorten ``config.steps`` (never lengthen it) to the steps that fit ``seconds_left``; returns it.
+
+        Every rank must call it at the same step: the ranks' estimates are averaged, so all agree.
+        """
+        plan = torch.tensor([seconds_left, seconds_per_step], dtype=torch.float32, device=self.device)
+        left, per_step = D.mean_over_ranks(plan, self.info).tolist()
+        fitted = self.step + max(1, int(FIT_SAFETY * max(0.0, left) / max(per_step, 1e-9)))
+        if fitted < self.config.steps:
+            if self.info.is_main:
+                print(f"schedule fitted to the time budget: {fitted} steps (was {self.config.steps}; "
+                      f"{per_step:.3f} s per step, {left:.0f} s left)", flush=True)
+            self.config = replace(self.config, steps=fitted)
+            retarget(self.scheduler, fitted, self.config.warmup, self.config.min_lr_ratio)
+        return self.config.steps
 
     def close(self) -> None:
         self.data.close()

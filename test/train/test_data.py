@@ -11,7 +11,7 @@ from poses import backproject
 
 from ilrm_ros.train.data import BagSource, SyntheticSource, view_counts
 from ilrm_ros.train.losses import gaussian_depth_l1, render_loss
-from ilrm_ros.train.schedule import warmup_cosine
+from ilrm_ros.train.schedule import make_scheduler, retarget, warmup_cosine
 from ilrm_ros.train.splits import EVAL_SEEDS, TRAIN_SEEDS
 from ilrm_ros.train.views import keyframe_indices, sample_views
 
@@ -146,6 +146,22 @@ def test_warmup_cosine_schedule():
     assert warmup_cosine(55, 100, 10, 0.1) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.5)))
     assert warmup_cosine(100, 100, 10, 0.1) == pytest.approx(0.1)
     assert warmup_cosine(500, 100, 10, 0.1) == pytest.approx(0.1)
+
+
+def test_retarget_moves_the_end_of_the_schedule_from_the_current_step():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = make_scheduler(optimizer, total_steps=1000, warmup_steps=10)
+    for _ in range(40):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(warmup_cosine(40, 1000, 10))
+    retarget(scheduler, total_steps=100, warmup_steps=10)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(warmup_cosine(40, 100, 10))  # at once
+    for _ in range(60):
+        optimizer.step()
+        scheduler.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.1)  # the floor at step 100
+    assert scheduler.state_dict()["lr_lambdas"] == [None]  # the plan lives in the training config instead
 
 
 def test_bag_source_from_a_recorded_bag(tmp_path):

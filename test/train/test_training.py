@@ -271,3 +271,44 @@ def test_query_rgb_starts_from_the_init_and_stays_on(tmp_path):
     first.close()
     with pytest.raises(ValueError, match="when resuming"):
         Trainer(config, tmp_path / "plain", device="cpu", resume=tmp_path / "plain")
+
+
+def test_fit_to_time_ends_the_schedule_inside_the_budget(tmp_path, monkeypatch):
+    """``fit_to_time``: the cosine ends inside ``max_minutes`` instead of being cut off partway down it."""
+    import ilrm_ros.train.trainer as trainer_module
+
+    class Clock:  # the trainer's clock; each optimiser step takes one second of it
+        now = 0.0
+
+        def monotonic(self) -> float:
+            return self.now
+
+    def run(fit: bool, out):
+        clock = Clock()
+        monkeypatch.setattr(trainer_module, "time", clock)
+        trainer = Trainer(tiny_config(steps=1000, warmup=5), out, device="cpu")
+        step = trainer.train_step
+
+        def timed_step(*args, **kwargs):
+            clock.now += 1.0
+            return step(*args, **kwargs)
+
+        trainer.train_step = timed_step
+        summary = trainer.run(max_minutes=1.0, progress=False, fit_to_time=fit)
+        lr = trainer.optimizer.param_groups[0]["lr"]
+        trainer.close()
+        return trainer, summary, lr
+
+    plain, summary, lr = run(False, tmp_path / "plain")
+    assert summary["stopped"] == "time" and lr > 0.9 * plain.config.lr  # cut off near the top of the cosine
+
+    fitted, summary, lr = run(True, tmp_path / "fitted")
+    assert summary["stopped"] == "steps"
+    assert trainer_module.FIT_AFTER < summary["step"] == fitted.config.steps < 60
+    assert lr == pytest.approx(fitted.config.lr * fitted.config.min_lr_ratio)  # the floor: the cosine ran out
+    assert read_state(tmp_path / "fitted")["config"]["steps"] == summary["step"]  # a resume keeps the fitted plan
+
+
+def test_fit_to_time_needs_a_time_budget(tmp_path):
+    with pytest.raises(SystemExit, match="--fit-to-time needs --max-minutes"):
+        cli_main(["train", "--preset", "tiny", "--out", str(tmp_path), "--fit-to-time"])

@@ -90,7 +90,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ilrm_ros.train.trainer import TrainConfig
+    from ilrm_ros.train.trainer import FIT_AFTER, TrainConfig
 
     d = TrainConfig()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -187,8 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) before this wall time")
     g.add_argument(
         "--fit-to-time", action="store_true",
-        help="with --max-minutes: after the first 25 steps, shorten --steps so the schedule ends inside the time "
-        "budget (instead of being cut off partway down its cosine)",
+        help=f"with --max-minutes: after the first {FIT_AFTER} steps, shorten --steps so the schedule ends inside "
+        "the time budget (instead of being cut off partway down its cosine)",
     )
     g.add_argument(
         "--chunk-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps of this run"

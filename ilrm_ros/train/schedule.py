@@ -20,6 +20,11 @@ def warmup_cosine(step: int, total_steps: int, warmup_steps: int, min_ratio: flo
     return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
+def _curve(total_steps: int, warmup_steps: int, min_ratio: float):
+    """:func:`warmup_cosine` as a function of the step alone (a plain function: never saved in state)."""
+    return lambda step: warmup_cosine(step, total_steps, warmup_steps, min_ratio)
+
+
 def make_scheduler(
     optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int, min_ratio: float = 0.1
 ) -> torch.optim.lr_scheduler.LambdaLR:
@@ -28,9 +33,7 @@ def make_scheduler(
     Its ``state_dict`` holds only numbers (the lambda itself is not saved), so a resumed run that
     passes a longer ``total_steps`` continues on the stretched curve.
     """
-    return torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda step: warmup_cosine(step, total_steps, warmup_steps, min_ratio)
-    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _curve(total_steps, warmup_steps, min_ratio))
 
 
 def retarget(
@@ -41,8 +44,6 @@ def retarget(
     The learning rate for the step about to be taken is set at once. The new curve is not part of
     the scheduler's state: the checkpoint's training config carries ``total_steps`` instead.
     """
-    scheduler.lr_lambdas = [
-        lambda step: warmup_cosine(step, total_steps, warmup_steps, min_ratio) for _ in scheduler.lr_lambdas
-    ]
+    scheduler.lr_lambdas = [_curve(total_steps, warmup_steps, min_ratio) for _ in scheduler.lr_lambdas]
     for group, base, fn in zip(scheduler.optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas):
         group["lr"] = base * fn(scheduler.last_epoch)

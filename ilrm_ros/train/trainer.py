@@ -460,9 +460,14 @@ class Trainer:
         save_time = 5.0
         last_save = self.step
         reason = "steps"
+
+        def end_reserve() -> float:
+            """Seconds kept back for the final checkpoint and export."""
+            return save_time * 1.5 + 2.0
+
         try:
             while self.step < total:
-                need = (step_time or 0.0) * 1.5 + save_time * 1.5 + 2.0
+                need = (step_time or 0.0) * 1.5 + end_reserve()
                 out_of_time = budget is not None and time.monotonic() - start + need > budget
                 if D.any_true(out_of_time or stop.is_set(), self.info, self.device):  # one collective per step
                     reason = "signal" if stop.is_set() else "time"
@@ -475,7 +480,7 @@ class Trainer:
                 recent.append(dt)
                 losses.append(scalars["loss"])
                 if self.step == fit_at:
-                    left = budget - (time.monotonic() - start) - (save_time * 1.5 + 2.0)
+                    left = budget - (time.monotonic() - start) - end_reserve()
                     total = min(total, self._fit_schedule(left, statistics.median(recent)))
                     bar.total = total
                 bar.update(1)

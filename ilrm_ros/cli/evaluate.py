@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ilrm_ros.checkpoints import resolve_checkpoint
     from ilrm_ros.evaluation.benchmark import (
+        CUDA_REFRESH_REPEATS,
         GaussianOptim,
         ModelMethod,
         NearestContext,
@@ -122,7 +123,8 @@ def run(args: argparse.Namespace) -> int:
         "views": "context 2 and 4 keyframes; targets: 2 between, 2 beyond the context span per scene",
         "resolution": f"{h}x{w}",
         "device": environment(device),
-        "refresh": "model forward (reconstruct), CUDA-synchronised, median per scene",
+        "refresh": "model forward (reconstruct), CUDA-synchronised: the median over the scenes of "
+        + (f"each scene's median of {CUDA_REFRESH_REPEATS} forwards" if device.type == "cuda" else "one forward each"),
         "run time": f"{time.perf_counter() - start:.1f} s",
     }
     md, js = write_report(args.out or "runs/eval/benchmark.md", rows, skipped, header, notes)

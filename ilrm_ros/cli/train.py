@@ -52,6 +52,7 @@ _CONFIG_OPTIONS = (
     "ssim_weight",
     "depth_weight",
     "gaussian_depth_weight",
+    "footprint_weight",
     "max_gap",
     "scene_pool",
     "samples_per_scene",
@@ -90,7 +91,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from ilrm_ros.train.trainer import FIT_AFTER, TrainConfig
+    from ilrm_ros.train.trainer import FIT_AFTER, FIT_EVERY, TrainConfig
 
     d = TrainConfig()
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -187,8 +188,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-minutes", type=float, default=None, help="stop (with a checkpoint) before this wall time")
     g.add_argument(
         "--fit-to-time", action="store_true",
-        help=f"with --max-minutes: after the first {FIT_AFTER} steps, shorten --steps so the schedule ends inside "
-        "the time budget (instead of being cut off partway down its cosine)",
+        help=f"with --max-minutes: after the first {FIT_AFTER} steps, and again every {FIT_EVERY}, fit the schedule "
+        "(at most --steps) to the measured step rate so that it ends inside the time budget (instead of being "
+        "cut off partway down its cosine, or ending early)",
     )
     g.add_argument(
         "--chunk-steps", type=int, default=None, help="stop (with a checkpoint) after this many steps of this run"
@@ -208,6 +210,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="weight of the L1 term on each pixel-aligned Gaussian's own depth, synthetic only (default 0)",
+    )
+    g.add_argument(
+        "--footprint-weight",
+        type=float,
+        default=None,
+        help="weight of the term on the Gaussians' opacity-weighted footprint in pixels, which asks for "
+        "smaller splats (default 0; experimental)",
     )
     g.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     g = parser.add_argument_group("output")

@@ -1,4 +1,5 @@
-"""Training losses: MSE, optional SSIM and rendered-depth terms, and the Gaussians' own depths."""
+"""Training losses: MSE, optional SSIM and rendered-depth terms, and terms on the pixel-aligned Gaussians
+themselves (their own depths, their footprints)."""
 
 from __future__ import annotations
 
@@ -46,13 +47,37 @@ def gaussian_depth_l1(means: torch.Tensor, cam_to_world: torch.Tensor, depth: to
     rendered-depth term this reaches every Gaussian, also those that no render shows (behind a
     surface), which is where a point cloud goes wrong.
     """
-    b, v, h, w = depth.shape
-    if means.shape[1] != v * h * w:
-        raise ValueError(f"{means.shape[1]} Gaussians are not pixel-aligned with {v} views of {h}x{w}")
-    pts = means.float().reshape(b, v, h * w, 3)
+    return _depth_l1(_own_camera_z(means, cam_to_world, *depth.shape[2:]), depth)
+
+
+def gaussian_footprint_px(
+    scales: torch.Tensor, opacities: torch.Tensor, means: torch.Tensor, intrinsics: torch.Tensor,
+    cam_to_world: torch.Tensor, height: int, width: int,
+) -> torch.Tensor:
+    """Opacity-weighted mean footprint, in pixels, of pixel-aligned Gaussians at their own camera.
+
+    The footprint is a Gaussian's largest standard deviation times its camera's focal length over
+    its depth there. Only the scales get a gradient (opacity and depth are held fixed): the term
+    asks for smaller splats, never for fainter or farther ones, so the picture has to come from more
+    of them being turned on. ``scales [B, N, 3]``, ``opacities [B, N]``, ``means [B, N, 3]``,
+    ``intrinsics [B, V, 3, 3]``, ``cam_to_world [B, V, 4, 4]``, with N = V * height * width.
+    """
+    b, v = cam_to_world.shape[:2]
+    z = _own_camera_z(means.detach(), cam_to_world, height, width).reshape(b, v, -1)
+    focal = intrinsics[..., 0, 0].float()[:, :, None]
+    size = scales.float().amax(-1).reshape(b, v, -1) * focal / z.clamp_min(1e-3)
+    weight = opacities.detach().float().reshape(b, v, -1)
+    return (size * weight).sum() / weight.sum().clamp_min(1e-6)
+
+
+def _own_camera_z(means: torch.Tensor, cam_to_world: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``[B, V, H, W]`` depth (camera z) of pixel-aligned Gaussians ``[B, V*H*W, 3]`` at their own camera."""
+    b, v = cam_to_world.shape[:2]
+    if means.shape[1] != v * height * width:
+        raise ValueError(f"{means.shape[1]} Gaussians are not pixel-aligned with {v} views of {height}x{width}")
+    pts = means.float().reshape(b, v, height * width, 3)
     R, t = cam_to_world[..., :3, :3].float(), cam_to_world[..., :3, 3].float()
-    z = ((pts - t[:, :, None]) @ R)[..., 2].reshape(b, v, h, w)  # world -> camera: R^T (x - t)
-    return _depth_l1(z, depth)
+    return ((pts - t[:, :, None]) @ R)[..., 2].reshape(b, v, height, width)  # world -> camera: R^T (x - t)
 
 
 def _depth_l1(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

@@ -34,7 +34,7 @@ from ..model.config import PRESETS, ILRMConfig
 from ..render import WHITE
 from . import distributed as D
 from .data import BagSource, SyntheticSource, ViewBatch
-from .losses import gaussian_depth_l1, render_loss
+from .losses import gaussian_depth_l1, gaussian_footprint_px, render_loss
 from .scalars import ScalarLog
 from .schedule import make_scheduler, retarget
 
@@ -46,6 +46,10 @@ FIT_AFTER = 25
 counts (steps 2-15 of a ``--max-views 4`` run on an H100)."""
 FIT_SAFETY = 0.95
 """Share of the time left that the fitted schedule plans to use (step times vary)."""
+FIT_EVERY = 100
+"""``fit_to_time`` plans again every this many steps, from the mean step time over the later half of
+the steps since the first plan (checkpoint saves included): one plan from the first steps' times
+ran past the budget in one session-21 run and ended 15 % early in another."""
 
 
 @dataclass
@@ -78,6 +82,7 @@ class TrainConfig:
     ssim_weight: float = 0.0
     depth_weight: float = 0.0
     gaussian_depth_weight: float = 0.0
+    footprint_weight: float = 0.0
     max_gap: int = 3
     beyond_fraction: float = 0.5
     context_targets: int = 0
@@ -323,6 +328,13 @@ class Trainer:
             term = gaussian_depth_l1(gaussians.means, ctx_c2w, ctx_depth)
             loss = loss + c.gaussian_depth_weight * term
             terms["gaussian_depth_l1"], terms["loss"] = term.detach(), loss.detach()
+        if c.footprint_weight > 0:
+            size = gaussian_footprint_px(
+                gaussians.scales, gaussians.opacities, gaussians.means, batch.context_intrinsics, ctx_c2w,
+                *batch.context_images.shape[-2:],
+            )
+            loss = loss + c.footprint_weight * size
+            terms["footprint_px"], terms["loss"] = size.detach(), loss.detach()
         return loss, terms
 
     def next_batch(self) -> ViewBatch:
@@ -427,15 +439,17 @@ class Trainer:
         ``max_minutes`` counts from ``start_time`` (``time.monotonic()``; default: now): the loop
         stops early enough to write the final checkpoint before the budget ends. SIGTERM/SIGINT
         also stop it cleanly after the current step. ``fit_to_time`` (with ``max_minutes``): after
-        :data:`FIT_AFTER` steps, shorten the schedule (``config.steps``) so that its cosine ends
-        inside the budget, rather than being cut off halfway down. Returns a summary with the
-        per-step losses.
+        :data:`FIT_AFTER` steps, and again every :data:`FIT_EVERY`, fit the schedule
+        (``config.steps``, never beyond its value at the start) to the budget, so that its cosine
+        ends inside it, rather than being cut off halfway down or ending with time to spare.
+        Returns a summary with the per-step losses.
         """
         from tqdm import tqdm
 
         start = time.monotonic() if start_time is None else start_time
         loop_start = time.monotonic()
         total = self.config.steps if steps is None else min(self.config.steps, self.step + steps)
+        chunk_end, most = total, self.config.steps  # fit_to_time plans no further than the schedule asked for
         budget = None if max_minutes is None else max_minutes * 60.0
         log = ScalarLog(log_dir or self.out_dir / "logs") if self.info.is_main else None
         if log is not None and not log.tensorboard and self.step == 0:
@@ -457,17 +471,18 @@ class Trainer:
         step_time = None  # EMA of seconds per step
         recent: deque[float] = deque(maxlen=10)  # the last steps' durations, for fit_to_time
         fit_at = self.step + FIT_AFTER if fit_to_time and budget is not None else None
+        plans: list[tuple[int, float]] = []  # (step, clock) of each fit_to_time plan
         save_time = 5.0
         last_save = self.step
         reason = "steps"
 
-        def end_reserve() -> float:
-            """Seconds kept back for the final checkpoint and export."""
-            return save_time * 1.5 + 2.0
+        def end_reserve(per_step: float | None) -> float:
+            """Seconds kept back at the end: the stop's margin of 1.5 steps, the final checkpoint and export."""
+            return (per_step or 0.0) * 1.5 + save_time * 1.5 + 2.0
 
         try:
             while self.step < total:
-                need = (step_time or 0.0) * 1.5 + end_reserve()
+                need = end_reserve(step_time)
                 out_of_time = budget is not None and time.monotonic() - start + need > budget
                 if D.any_true(out_of_time or stop.is_set(), self.info, self.device):  # one collective per step
                     reason = "signal" if stop.is_set() else "time"
@@ -479,9 +494,16 @@ class Trainer:
                     step_time = dt if step_time is None else 0.9 * step_time + 0.1 * dt
                 recent.append(dt)
                 losses.append(scalars["loss"])
-                if self.step == fit_at:
-                    left = budget - (time.monotonic() - start) - end_reserve()
-                    total = min(total, self._fit_schedule(left, statistics.median(recent)))
+                if fit_at is not None and self.step >= fit_at and (self.step - fit_at) % FIT_EVERY == 0:
+                    now = time.monotonic()
+                    plans.append((self.step, now))
+                    if len(plans) == 1:
+                        per_step = statistics.median(recent)
+                    else:  # the later half of the steps planned so far: past the early recompiles
+                        since, then = plans[(len(plans) - 1) // 2]
+                        per_step = (now - then) / (self.step - since)
+                    left = budget - (now - start) - end_reserve(per_step)
+                    total = min(chunk_end, self._fit_schedule(left, per_step, most, announce=len(plans) == 1))
                     bar.total = total
                 bar.update(1)
                 bar.set_postfix(loss=f"{scalars['loss']:.4f}", psnr=f"{scalars['psnr']:.2f}", lr=f"{scalars['lr']:.2e}")
@@ -520,16 +542,17 @@ class Trainer:
             "sec_per_step": step_time,
         }
 
-    def _fit_schedule(self, seconds_left: float, seconds_per_step: float) -> int:
-        """Shorten ``config.steps`` (never lengthen it) to the steps that fit ``seconds_left``; returns it.
+    def _fit_schedule(self, seconds_left: float, seconds_per_step: float, most: int, announce: bool = True) -> int:
+        """Set ``config.steps`` (at most ``most``) to the steps that fit ``seconds_left``; returns it.
 
         Every rank must call it at the same step: the ranks' estimates are averaged, so all agree.
+        Later plans print only changes of 1 % or more.
         """
         plan = torch.tensor([seconds_left, seconds_per_step], dtype=torch.float32, device=self.device)
         left, per_step = D.mean_over_ranks(plan, self.info).tolist()
-        fitted = self.step + max(1, int(FIT_SAFETY * max(0.0, left) / max(per_step, 1e-9)))
-        if fitted < self.config.steps:
-            if self.info.is_main:
+        fitted = min(most, self.step + max(1, int(FIT_SAFETY * max(0.0, left) / max(per_step, 1e-9))))
+        if fitted != self.config.steps:
+            if self.info.is_main and (announce or abs(fitted - self.config.steps) >= 0.01 * self.config.steps):
                 print(f"schedule fitted to the time budget: {fitted} steps (was {self.config.steps}; "
                       f"{per_step:.3f} s per step, {left:.0f} s left)", flush=True)
             self.config = replace(self.config, steps=fitted)

@@ -10,7 +10,7 @@ import torch
 from poses import backproject
 
 from ilrm_ros.train.data import BagSource, SyntheticSource, view_counts
-from ilrm_ros.train.losses import gaussian_depth_l1, render_loss
+from ilrm_ros.train.losses import gaussian_depth_l1, gaussian_footprint_px, render_loss
 from ilrm_ros.train.schedule import make_scheduler, retarget, warmup_cosine
 from ilrm_ros.train.splits import EVAL_SEEDS, TRAIN_SEEDS
 from ilrm_ros.train.views import keyframe_indices, sample_views
@@ -137,6 +137,32 @@ def test_gaussian_depth_term_measures_each_gaussian_on_its_own_pixel():
     assert float(gaussian_depth_l1(unproject(1.1), c2w[None], depth[None])) == pytest.approx(expected, rel=1e-4)
     with pytest.raises(ValueError, match="pixel-aligned"):
         gaussian_depth_l1(unproject(1.0)[:, :-1], c2w[None], depth[None])
+
+
+def test_footprint_term_is_opacity_weighted_pixels_and_only_shrinks_splats():
+    """Footprint = largest std-dev x focal / depth at the Gaussian's own camera, weighted by opacity;
+    its gradient reaches the scales alone (never asks for fainter or farther Gaussians)."""
+    src = SyntheticSource(8, 12, num_views=2, num_targets=1, seed=3, pool_size=1)
+    b = src.sample(1)
+    src.close()
+    K, c2w, depth = b.context_intrinsics, b.context_cam_to_world, b.context_depth
+    n = depth.numel()
+    means = backproject(K[0], c2w[0], depth[0]).float().reshape(1, n, 3).requires_grad_()
+    scales = torch.full((1, n, 3), 0.001)
+    scales[..., 1] = 0.01  # the largest axis counts
+    scales.requires_grad_()
+    opacities = torch.zeros(1, n)
+    opacities[0, :5] = torch.tensor([1.0, 0.5, 0.25, 0.25, 0.0])
+    opacities.requires_grad_()
+    size = gaussian_footprint_px(scales, opacities, means, K, c2w, 8, 12)
+    focal, z = K[0, :, 0, 0].repeat_interleave(8 * 12), depth.reshape(-1)
+    each = 0.01 * focal / z
+    w = opacities.detach()[0]
+    assert float(size) == pytest.approx(float((each * w).sum() / w.sum()), rel=1e-5)
+    size.backward()
+    assert means.grad is None or not means.grad.any()
+    assert opacities.grad is None or not opacities.grad.any()
+    assert (scales.grad[0, :4, 1] > 0).all() and not scales.grad[0, 4:].any() and not scales.grad[..., 0].any()
 
 
 def test_warmup_cosine_schedule():

@@ -73,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ilrm_ros.checkpoints import resolve_checkpoint
     from ilrm_ros.evaluation.benchmark import (
-        CUDA_REFRESH_REPEATS,
         GaussianOptim,
         ModelMethod,
         NearestContext,
         environment,
         evaluate,
         make_cases,
+        refresh_repeats,
         write_report,
     )
     from ilrm_ros.model import PRESETS, load_model
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
         "resolution": f"{h}x{w}",
         "device": environment(device),
         "refresh": "model forward (reconstruct), CUDA-synchronised: the median over the scenes of "
-        + (f"each scene's median of {CUDA_REFRESH_REPEATS} forwards" if device.type == "cuda" else "one forward each"),
+        + (f"each scene's median of {n} forwards" if (n := refresh_repeats(device)) > 1 else "one forward each"),
         "run time": f"{time.perf_counter() - start:.1f} s",
     }
     md, js = write_report(args.out or "runs/eval/benchmark.md", rows, skipped, header, notes)

@@ -160,6 +160,11 @@ CUDA_REFRESH_REPEATS = 5
 launch-bound, and single timings of the same checkpoint ranged from 8 to 37 ms (session 21)."""
 
 
+def refresh_repeats(device: torch.device) -> int:
+    """Timed forwards per scene on ``device``: :data:`CUDA_REFRESH_REPEATS` on a GPU, one on the CPU."""
+    return CUDA_REFRESH_REPEATS if device.type == "cuda" else 1
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -188,7 +193,7 @@ class ModelMethod(Method):
             reconstruct(self.model, *args)
             self._warm.add(key)
         times = []
-        for _ in range(CUDA_REFRESH_REPEATS if device.type == "cuda" else 1):
+        for _ in range(refresh_repeats(device)):
             _sync(device)
             t0 = time.perf_counter()
             g = reconstruct(self.model, *args)

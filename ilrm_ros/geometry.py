@@ -102,6 +102,11 @@ def invert_pose(T: torch.Tensor) -> torch.Tensor:
     return make_pose(Rt, -(Rt @ t[..., None])[..., 0])
 
 
+def world_to_camera(points: torch.Tensor, cam_to_world: torch.Tensor) -> torch.Tensor:
+    """World points ``[..., N, 3]`` in the frame of cameras ``cam_to_world [..., 4, 4]``: R^T (x - t)."""
+    return (points - cam_to_world[..., None, :3, 3]) @ cam_to_world[..., :3, :3]
+
+
 def rotation_angle_deg(R_a: torch.Tensor, R_b: torch.Tensor) -> torch.Tensor:
     """Angle in degrees of the relative rotation between two rotation matrices."""
     rel = R_a.transpose(-1, -2) @ R_b

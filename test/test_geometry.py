@@ -13,6 +13,7 @@ from ilrm_ros.geometry import (
     quat_to_rotmat,
     rotation_angle_deg,
     rotmat_to_quat,
+    world_to_camera,
 )
 
 
@@ -48,3 +49,14 @@ def test_slerp_midpoint_of_known_rotation():
 def test_invert_pose():
     T = pose_from_quat(_random_quats(10, 3), torch.randn(10, 3, dtype=torch.float64))
     assert torch.allclose(invert_pose(T) @ T, torch.eye(4, dtype=torch.float64).expand(10, 4, 4), atol=1e-12)
+
+
+def test_world_to_camera_matches_the_inverse_pose():
+    T = pose_from_quat(_random_quats(6, 4), torch.randn(6, 3, dtype=torch.float64)).reshape(2, 3, 4, 4)
+    pts = torch.randn(2, 3, 5, 3, dtype=torch.float64)
+    homo = torch.cat([pts, torch.ones(2, 3, 5, 1, dtype=torch.float64)], -1)
+    expected = (homo @ invert_pose(T).transpose(-1, -2))[..., :3]
+    assert torch.allclose(world_to_camera(pts, T), expected, atol=1e-12)
+    assert torch.allclose(world_to_camera(pts[0, 1], T[0, 1]), expected[0, 1], atol=1e-12)  # one camera, [N, 3]
+    camera_centre = T[..., None, :3, 3]
+    assert torch.allclose(world_to_camera(camera_centre, T), torch.zeros(2, 3, 1, 3, dtype=torch.float64), atol=1e-12)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 
 from ilrm_ros.gaussians import Gaussians
+from ilrm_ros.geometry import world_to_camera
 from ilrm_ros.scene.visibility import seen_by, surface_mask
 
 
@@ -161,8 +162,7 @@ class Scene:
         seen = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
         hw = height * width
         for v in range(K.shape[0]):
-            R, t = c2w[v, :3, :3], c2w[v, :3, 3]
-            depth = ((new_means[v * hw:(v + 1) * hw] - t) @ R)[:, 2].reshape(height, width)
+            depth = world_to_camera(new_means[v * hw:(v + 1) * hw], c2w[v])[:, 2].reshape(height, width)
             seen |= seen_by(points, K[v], c2w[v], depth, self.depth_margin, self.near)
         return seen
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from ilrm_ros.gaussians import Gaussians
+from ilrm_ros.geometry import world_to_camera
 
 
 def seen_by(
@@ -21,7 +22,7 @@ def seen_by(
     farther than ``depth [H,W]`` at their pixel times ``1 + margin`` (so never where depth <= 0)."""
     height, width = depth.shape
     seen = torch.zeros(points.shape[0], dtype=torch.bool, device=points.device)
-    cam = (points - cam_to_world[:3, 3]) @ cam_to_world[:3, :3]  # world -> camera: R^T (x - t)
+    cam = world_to_camera(points, cam_to_world)
     z = cam[:, 2]
     zs = z.clamp_min(near)
     col = torch.floor(K[0, 0] * cam[:, 0] / zs + K[0, 1] * cam[:, 1] / zs + K[0, 2])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from pytorch_msssim import ssim
 
+from ilrm_ros.geometry import world_to_camera
+
 
 def render_loss(
     pred_rgb: torch.Tensor,
@@ -76,8 +78,7 @@ def _own_camera_z(means: torch.Tensor, cam_to_world: torch.Tensor, height: int, 
     if means.shape[1] != v * height * width:
         raise ValueError(f"{means.shape[1]} Gaussians are not pixel-aligned with {v} views of {height}x{width}")
     pts = means.float().reshape(b, v, height * width, 3)
-    R, t = cam_to_world[..., :3, :3].float(), cam_to_world[..., :3, 3].float()
-    return ((pts - t[:, :, None]) @ R)[..., 2].reshape(b, v, height, width)  # world -> camera: R^T (x - t)
+    return world_to_camera(pts, cam_to_world.float())[..., 2].reshape(b, v, height, width)
 
 
 def _depth_l1(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:

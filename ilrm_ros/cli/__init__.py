@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("replay", "run the node's pipeline over a bag without a ROS graph and report quality"),
     "train": ("train", "train an iLRM preset on synthetic scenes or recorded bags"),
     "eval": ("evaluate", "held-out synthetic quality benchmark against baselines"),
+    "average": ("average", "average the weights of checkpoints of one architecture (a model soup)"),
     "bench": ("bench", "latency / memory benchmarks of model, renderer and node"),
     "view": ("view", "open a saved scene PLY in the browser viewer"),
 }

@@ -5,6 +5,7 @@ Nothing here imports ROS; the ROS node builds on :func:`load_model` and :func:`r
 
 from .checkpoint import (
     CheckpointError,
+    average_checkpoints,
     build_model,
     load_model,
     published_state_dict,
@@ -28,6 +29,7 @@ __all__ = [
     "ILRMConfig",
     "PRESETS",
     "PoseTransform",
+    "average_checkpoints",
     "build_model",
     "count_flops",
     "denormalize_gaussians",

@@ -275,3 +275,32 @@ def save_checkpoint(
         metadata[str(key)] = value if isinstance(value, str) else json.dumps(value)
     tensors = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(tensors, str(path), metadata=metadata)
+
+
+def average_checkpoints(
+    sources: list[str | os.PathLike], path: str | os.PathLike, dtype: torch.dtype = torch.float16
+) -> LRMBase:
+    """Write the element-wise mean of checkpoints of one architecture (a "model soup") to ``path``.
+
+    Useful for runs fine-tuned from one parent: their average often scores at or above the
+    better member. Every input must have the same config; the output's metadata names the
+    inputs (file name and sha256). Returns the averaged model.
+    """
+    import hashlib
+
+    if len(sources) < 2:
+        raise ValueError("averaging needs at least two checkpoints")
+    models = [load_model(source) for source in sources]
+    config = models[0].config
+    for source, model in zip(sources[1:], models[1:]):
+        if model.config != config:
+            raise CheckpointError(f"{os.fspath(source)!r} has another config than {os.fspath(sources[0])!r}")
+    states = [model.state_dict() for model in models]
+    merged = models[0]
+    merged.load_state_dict({key: sum(sd[key] for sd in states) / len(states) for key in states[0]})
+    inputs = [
+        {"file": Path(source).name, "sha256": hashlib.sha256(Path(source).read_bytes()).hexdigest()}
+        for source in sources
+    ]
+    save_checkpoint(merged, path, dtype=dtype, extra_metadata={"averaged_from": inputs})
+    return merged

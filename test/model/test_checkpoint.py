@@ -14,6 +14,7 @@ from ilrm_ros.model import (
     PRESETS,
     CheckpointError,
     ILRMConfig,
+    average_checkpoints,
     load_model,
     published_state_dict,
     save_checkpoint,
@@ -221,6 +222,45 @@ def test_safetensors_with_wrong_shapes_fails_naming_the_key(tmp_path):
 def test_reserved_metadata_cannot_be_overridden(tmp_path):
     with pytest.raises(ValueError):
         save_checkpoint(load_model("tiny"), tmp_path / "x.safetensors", extra_metadata={"config": "{}"})
+
+
+def test_average_is_the_elementwise_mean_and_names_its_inputs(tmp_path):
+    import hashlib
+    import json
+
+    from safetensors import safe_open
+
+    from ilrm_ros.cli import main
+
+    a, b = load_model("tiny", seed=1), load_model("tiny", seed=2)
+    pa, pb = tmp_path / "a.safetensors", tmp_path / "b.safetensors"
+    save_checkpoint(a, pa, dtype=torch.float32)
+    save_checkpoint(b, pb, dtype=torch.float32)
+    out = tmp_path / "ab.safetensors"
+    assert main(["average", str(pa), str(pb), "--out", str(out)]) == 0
+    merged = load_model(out)
+    for key, value in merged.state_dict().items():
+        expected = ((a.state_dict()[key] + b.state_dict()[key]) / 2).half().float()
+        assert torch.equal(value, expected), key
+    with safe_open(str(out), "pt") as fh:
+        inputs = json.loads(fh.metadata()["averaged_from"])
+    assert [i["file"] for i in inputs] == ["a.safetensors", "b.safetensors"]
+    assert inputs[1]["sha256"] == hashlib.sha256(pb.read_bytes()).hexdigest()
+
+
+def test_average_refuses_other_configs_and_a_single_input(tmp_path, capsys):
+    from ilrm_ros.cli import main
+
+    pa, pg = tmp_path / "a.safetensors", tmp_path / "g.safetensors"
+    save_checkpoint(load_model("tiny"), pa)
+    save_checkpoint(load_model(PRESETS["tiny"].replace(arch="gslrm")), pg)
+    with pytest.raises(CheckpointError, match="another config"):
+        average_checkpoints([pa, pg], tmp_path / "x.safetensors")
+    with pytest.raises(ValueError, match="at least two"):
+        average_checkpoints([pa], tmp_path / "x.safetensors")
+    assert main(["average", str(pa), str(pg), "--out", str(tmp_path / "y.safetensors")]) == 2
+    assert "another config" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists() and not (tmp_path / "y.safetensors").exists()
 
 
 # --------------------------------------------------------------------------- query_rgb (not in the published layout)

@@ -13,6 +13,7 @@ Keys that are unknown or missing, and shapes that disagree, fail with a ValueErr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -286,8 +287,6 @@ def average_checkpoints(
     better member. Every input must have the same config; the output's metadata names the
     inputs (file name and sha256). Returns the averaged model.
     """
-    import hashlib
-
     if len(sources) < 2:
         raise ValueError("averaging needs at least two checkpoints")
     models = [load_model(source) for source in sources]

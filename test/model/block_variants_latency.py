@@ -10,7 +10,10 @@ breakdown (``compile`` mode) of today's path and of the fastest variant. Results
 * ``E``: ``fc1`` + GELU as one cuBLASLt GEMM with its GELU epilogue (tanh, not the exact GELU);
 * ``KV``: the cross-attention's ``k`` and ``v`` projections of the support tokens as one GEMM;
 * ``R``: the residual add folded into the ``proj`` / ``fc2`` GEMMs (``addmm`` with the residual as C),
-  only where the residual stream has the weights' dtype (else the plain add, and ``stream`` says so).
+  only where the residual stream has the weights' dtype (else the plain add, and ``stream`` says so);
+* ``S``: the residual stream in the weights' dtype (bf16 on the GPU) instead of autocast's float32,
+  which halves the LayerNorms' and adds' traffic and lets ``R`` fold. It rounds the stream after
+  every add: test/model/gelu_epilogue_numerics.py measures what that does to a trained model.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from ilrm_ros.model import blocks
 from ilrm_ros.model.attention import attend
 
 ORIGINAL = {cls: cls.forward for cls in (blocks.MLP, blocks.CrossAttention, blocks.ReadBlock, blocks.SelfBlock)}
-VARIANTS = ("base", "E", "E+KV", "E+KV+R", "KV+R")
+VARIANTS = ("base", "E", "E+KV", "E+KV+R", "KV+R", "E+S", "E+S+R", "E+KV+S+R")
 seen: dict[str, str] = {}
 
 
@@ -64,7 +67,7 @@ def self_heads(attn: blocks.SelfAttention, x: torch.Tensor) -> torch.Tensor:
 
 def add_projected(x: torch.Tensor, inner: torch.Tensor, w: torch.Tensor, fold: bool) -> torch.Tensor:
     """``x + inner @ w.T``, folded into the GEMM when asked and the dtypes allow it."""
-    seen.setdefault("stream", str(x.dtype))
+    seen["stream"] = str(x.dtype)
     inner = inner.reshape(-1, inner.shape[-1]).to(w.dtype)
     if fold and x.dtype == w.dtype:
         return torch.addmm(x.reshape(-1, x.shape[-1]), inner, w.t()).reshape(x.shape)
@@ -77,13 +80,15 @@ def apply(name: str) -> None:
         cls.forward = forward
     if name == "base":
         return
-    epilogue, kv, fold = "E" in name, "KV" in name, "R" in name
+    epilogue, kv, fold, stream = "E" in name, "KV" in name, "R" in name, "S" in name
 
     def read_forward(self, x, support, num_views):
+        x = x.to(self.read_ff.fc2.weight.dtype) if stream else x
         x = add_projected(x, cross_heads(self.read_cross, x, support, num_views, kv), self.read_cross.proj.weight, fold)
         return add_projected(x, mlp_hidden(self.read_ff, x, epilogue), self.read_ff.fc2.weight, fold)
 
     def self_forward(self, x, support=None, num_views=1):
+        x = x.to(self.mlp.fc2.weight.dtype) if stream else x
         x = add_projected(x, self_heads(self.attn, x), self.attn.proj.weight, fold)
         return add_projected(x, mlp_hidden(self.mlp, x, epilogue), self.mlp.fc2.weight, fold)
 
@@ -97,6 +102,7 @@ def main(views: list[int]) -> None:
     for rnd in range(2):
         for name in VARIANTS if rnd == 0 else VARIANTS[::-1]:
             for v in views:
+                seen.clear()
                 apply(name)
                 torch._dynamo.reset()
                 r = model_latency("re10k", "ilrm", v, 256, 256, "compile+graph", device, iters=100)

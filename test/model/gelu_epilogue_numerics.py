@@ -53,21 +53,41 @@ def _mlp(gelu):
 
 
 
+def _round(x: torch.Tensor) -> torch.Tensor:
+    return x.to(BF16).float()
+
+
+def _read_block_bf16_stream(self: blocks.ReadBlock, x, support, num_views):
+    x = _round(x)
+    x = _round(x + self.read_cross(x, support, num_views))
+    return _round(x + self.read_ff(x))
+
+
+def _self_block_bf16_stream(self: blocks.SelfBlock, x, support=None, num_views=1):
+    x = _round(x)
+    x = _round(x + self.attn(x))
+    return _round(x + self.mlp(x))
+
+
 @contextlib.contextmanager
 def numerics(variant: str):
     """Patch the blocks for one variant (``fp32`` leaves them alone)."""
-    saved = (torch.nn.Linear.forward, blocks.attend, blocks.MLP.forward)
+    saved = (torch.nn.Linear.forward, blocks.attend, blocks.MLP.forward, blocks.ReadBlock.forward,
+             blocks.SelfBlock.forward)
     try:
         if variant != "fp32":
             torch.nn.Linear.forward = _linear
             blocks.attend = _attend
         if variant == "bf16 + erf epilogue":
             blocks.MLP.forward = _mlp(F.gelu)
-        elif variant == "bf16 + tanh epilogue":
+        elif variant.startswith("bf16 + tanh epilogue"):
             blocks.MLP.forward = _mlp(lambda t: F.gelu(t, approximate="tanh"))
+        if variant.endswith("bf16 residual stream"):
+            blocks.ReadBlock.forward, blocks.SelfBlock.forward = _read_block_bf16_stream, _self_block_bf16_stream
         yield
     finally:
-        torch.nn.Linear.forward, blocks.attend, blocks.MLP.forward = saved
+        (torch.nn.Linear.forward, blocks.attend, blocks.MLP.forward, blocks.ReadBlock.forward,
+         blocks.SelfBlock.forward) = saved
 
 
 def main() -> None:
@@ -78,7 +98,8 @@ def main() -> None:
     torch.manual_seed(0)
     model = load_model(args.checkpoint, device="cpu").eval()
     h, w = model.config.image_size
-    variants = ("fp32", "bf16", "bf16 + erf epilogue", "bf16 + tanh epilogue")
+    variants = ("fp32", "bf16", "bf16 + erf epilogue", "bf16 + tanh epilogue",
+                "bf16 + tanh epilogue + bf16 residual stream")
     to_ref: dict[str, list[float]] = {v: [] for v in variants}
     to_bf16: dict[str, list[float]] = {v: [] for v in variants}
     to_truth: dict[str, list[float]] = {v: [] for v in variants}

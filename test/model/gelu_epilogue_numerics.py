@@ -10,7 +10,9 @@ autocast runs them) for the held-out benchmark windows of ``ilrm eval`` and comp
 
 * ``bf16``: today's path (``fc1`` rounded to bf16, then exact GELU, rounded again);
 * ``bf16 + erf epilogue``: exact GELU on the float32 accumulator, rounded once;
-* ``bf16 + tanh epilogue``: what ``torch._addmm_activation(..., use_gelu=True)`` computes on CUDA.
+* ``bf16 + tanh epilogue``: what ``torch._addmm_activation(..., use_gelu=True)`` computes on CUDA;
+* ``... + bf16 residual stream``: the same with the residual stream rounded to bf16 at each block's
+  input and after each add (autocast keeps it float32), which a fused residual-add GEMM needs.
 
 Printed per variant: PSNR of its target renders against the float32 model's and against today's
 bf16 path's (how far the numerics move the output), and against the true images (the benchmark's

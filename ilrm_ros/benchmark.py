@@ -67,19 +67,23 @@ def _inputs(views: int, height: int, width: int, device: torch.device):
 
 
 def model_latency(preset: str, arch: str, views: int, height: int, width: int, mode: str,
-                  device: torch.device, iters: int = 30, attention: str = "auto") -> dict:
+                  device: torch.device, iters: int = 30, attention: str = "auto", fused_blocks: bool = False) -> dict:
     """Forward latency of one preset/arch at one shape (bf16 autocast on CUDA, float32 on CPU), with
-    ``attention`` the SDPA kernel choice (:mod:`ilrm_ros.model.attention`)."""
+    ``attention`` the SDPA kernel choice (:mod:`ilrm_ros.model.attention`) and ``fused_blocks`` the
+    block maths of :mod:`ilrm_ros.model.fused` (CUDA graph/compile modes only)."""
     config = PRESETS[preset].replace(arch=arch)
     model = load_model(config, device=device)
     images, K, c2w = _inputs(views, height, width, device)
     flops = count_flops(model, views, height, width)
     row = {"preset": preset, "arch": arch, "views": views, "height": height, "width": width, "mode": mode,
-           "gflop": flops / 1e9, "device": str(device), "attention": resolve_backend(attention, device)}
+           "gflop": flops / 1e9, "device": str(device), "attention": resolve_backend(attention, device),
+           "blocks": "reference"}
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
         setup = time.perf_counter()
-        fwd = CompiledForward(model, views, height, width, mode=mode, clone_outputs=False, attention=attention)
+        fwd = CompiledForward(model, views, height, width, mode=mode, clone_outputs=False, attention=attention,
+                              fused_blocks=fused_blocks)
+        row["blocks"] = "fused" if fwd.fused_blocks else "reference"
         fwd(images, K, c2w)
         torch.cuda.synchronize()
         row["setup_s"] = time.perf_counter() - setup
@@ -112,7 +116,7 @@ def kernel_group(name: str) -> str:
 
 
 def kernel_breakdown(preset: str, views: int, height: int, width: int, mode: str, device: torch.device,
-                     iters: int = 5, top: int = 12) -> dict:
+                     iters: int = 5, top: int = 12, fused_blocks: bool = False) -> dict:
     """Where one forward's time goes, from the PyTorch profiler: self time per CUDA kernel (per op on
     the CPU), summed into :data:`KERNEL_GROUPS`, and the ``top`` entries; milliseconds per forward.
 
@@ -122,7 +126,7 @@ def kernel_breakdown(preset: str, views: int, height: int, width: int, mode: str
 
     model = load_model(PRESETS[preset], device=device)
     images, K, c2w = _inputs(views, height, width, device)
-    fwd = CompiledForward(model, views, height, width, mode=mode, clone_outputs=False)
+    fwd = CompiledForward(model, views, height, width, mode=mode, clone_outputs=False, fused_blocks=fused_blocks)
     cuda = device.type == "cuda"
     with torch.inference_mode():
         for _ in range(3):
@@ -174,11 +178,13 @@ DEFAULT_SHAPES = ((2, 256), (4, 256), (8, 256), (16, 256), (32, 256), (4, 512))
 
 def run_benchmarks(quick: bool, device: torch.device, modes: tuple[str, ...] = ("graph",),
                    shapes: tuple[tuple[int, int], ...] = DEFAULT_SHAPES, compare_baseline: bool = True,
-                   attentions: tuple[str, ...] = ("auto",), renders: bool = True) -> dict:
+                   attentions: tuple[str, ...] = ("auto",), renders: bool = True,
+                   block_maths: tuple[str, ...] = ("reference",)) -> dict:
     """All benchmark rows. ``quick``: CPU-sized shapes (small preset, few views), for CI.
 
     Full runs: the re10k preset at each ``(views, square size)`` of ``shapes``, every mode and
-    attention kernel, iLRM and (unless ``compare_baseline`` is off) the GS-LRM baseline. A row that
+    attention kernel and block maths (``reference``, ``fused``: :mod:`ilrm_ros.model.fused`), iLRM and
+    (unless ``compare_baseline`` is off) the GS-LRM baseline. A row that
     fails (e.g. a kernel that cannot run a shape) is recorded with its error, and the run goes on.
     """
     from ilrm_ros.scene import benchmark_pack_points
@@ -198,12 +204,14 @@ def run_benchmarks(quick: bool, device: torch.device, modes: tuple[str, ...] = (
     for preset, v, h, w in runs:
         for mode in modes:
             for attention in attentions:
-                rows = {arch: _safe_model_latency(preset, arch, v, h, w, mode, device, attention) for arch in archs}
-                if "ms" in rows.get("gslrm", {}) and "ms" in rows["ilrm"]:
-                    rows["ilrm"]["speedup_vs_gslrm"] = rows["gslrm"]["ms"] / rows["ilrm"]["ms"]
-                result["model"].extend(rows.values())
-                for row in rows.values():
-                    print(_model_line(row), flush=True)
+                for maths in block_maths:
+                    rows = {arch: _safe_model_latency(preset, arch, v, h, w, mode, device, attention, maths == "fused")
+                            for arch in archs}
+                    if "ms" in rows.get("gslrm", {}) and "ms" in rows["ilrm"]:
+                        rows["ilrm"]["speedup_vs_gslrm"] = rows["gslrm"]["ms"] / rows["ilrm"]["ms"]
+                    result["model"].extend(rows.values())
+                    for row in rows.values():
+                        print(_model_line(row), flush=True)
     for n, w, h in render_shapes:
         row = render_latency(n, w, h, device)
         result["render"].append(row)
@@ -214,14 +222,16 @@ def run_benchmarks(quick: bool, device: torch.device, modes: tuple[str, ...] = (
 
 
 def _safe_model_latency(preset: str, arch: str, views: int, height: int, width: int, mode: str,
-                        device: torch.device, attention: str) -> dict:
+                        device: torch.device, attention: str, fused_blocks: bool = False) -> dict:
     try:
-        return model_latency(preset, arch, views, height, width, mode, device, attention=attention)
+        return model_latency(preset, arch, views, height, width, mode, device, attention=attention,
+                             fused_blocks=fused_blocks)
     except (RuntimeError, ValueError) as exc:  # one shape/kernel failing must not lose the other rows
         if device.type == "cuda":
             torch.cuda.empty_cache()
         return {"preset": preset, "arch": arch, "views": views, "height": height, "width": width, "mode": mode,
-                "attention": attention, "device": str(device), "error": f"{type(exc).__name__}: {exc}"[:500]}
+                "attention": attention, "blocks": "fused" if fused_blocks else "reference", "device": str(device),
+                "error": f"{type(exc).__name__}: {exc}"[:500]}
 
 
 def _model_line(row: dict) -> str:
@@ -229,7 +239,8 @@ def _model_line(row: dict) -> str:
         return f"{row['arch']:5s} {row['views']:2d} views {row['mode']} {row['attention']}: FAILED {row['error']}"
     extra = f"  x{row['speedup_vs_gslrm']:.2f} vs gslrm" if "speedup_vs_gslrm" in row else ""
     return (f"{row['arch']:5s} {row['preset']} {row['views']:2d} views {row['height']}x{row['width']} "
-            f"{row['mode']:13s} {row['attention']:7s} {row['ms']:8.2f} ms  {row['gflop']:8.1f} GFLOP  "
+            f"{row['mode']:13s} {row['attention']:7s} {row.get('blocks', 'reference'):9s} {row['ms']:8.2f} ms  "
+            f"{row['gflop']:8.1f} GFLOP  "
             f"{row['tflops']:6.1f} TFLOP/s{extra}")
 
 

@@ -17,6 +17,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "at 256x256) or V@S (V views at SxS)")
     parser.add_argument("--attention", default="auto", help="comma list of SDPA kernels: auto (cuDNN on Hopper), "
                         "default (PyTorch's choice), cudnn, flash, efficient, math")
+    parser.add_argument("--blocks", default="reference", help="comma list of block maths: reference (the "
+                        "checkpoint's exact maths), fused (fewer kernels, rounded differently; ilrm_ros.model.fused)")
     parser.add_argument("--no-render", action="store_true", help="skip the render rows")
     parser.add_argument("--no-baseline", action="store_true", help="skip the GS-LRM-style baseline rows")
     parser.add_argument("--node", action="store_true", help="also measure the node end to end on the ROS graph "
@@ -44,6 +46,15 @@ def _shapes(text: str) -> tuple[tuple[int, int], ...]:
     return tuple(shapes)
 
 
+def _block_maths(text: str) -> tuple[str, ...]:
+    """``"reference,fused"`` -> ("reference", "fused"); anything else is a usage error."""
+    names = tuple(text.split(","))
+    bad = [n for n in names if n not in ("reference", "fused")]
+    if bad:
+        raise SystemExit(f"bad --blocks entry {bad[0]!r}: use reference and/or fused")
+    return names
+
+
 def run(args: argparse.Namespace) -> int:
     import json
 
@@ -55,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     result = run_benchmarks(args.quick, device, tuple(args.modes.split(",")),
                             _shapes(args.views), not args.no_baseline, tuple(args.attention.split(",")),
-                            not args.no_render)
+                            not args.no_render, _block_maths(args.blocks))
     result["torch_threads"] = torch.get_num_threads()
     if args.profile:
         from ilrm_ros.benchmark import kernel_breakdown
@@ -64,11 +75,13 @@ def run(args: argparse.Namespace) -> int:
         result["profile"] = []
         for preset, views, size in runs:
             for mode in args.modes.split(","):
-                row = kernel_breakdown(preset, views, size, size, mode, device)
-                result["profile"].append(row)
-                groups = ", ".join(f"{k} {v:.2f}" for k, v in row["groups_ms"].items())
-                print(f"profile {preset} {views} views {size}x{size} {row['mode']}: {row['total_ms']:.2f} ms "
-                      f"({groups})", flush=True)
+                for maths in _block_maths(args.blocks):
+                    row = kernel_breakdown(preset, views, size, size, mode, device, fused_blocks=maths == "fused")
+                    row["blocks"] = maths
+                    result["profile"].append(row)
+                    groups = ", ".join(f"{k} {v:.2f}" for k, v in row["groups_ms"].items())
+                    print(f"profile {preset} {views} views {size}x{size} {row['mode']} {maths}: "
+                          f"{row['total_ms']:.2f} ms ({groups})", flush=True)
     if args.node:
         from ilrm_ros.benchmark import node_latency
 

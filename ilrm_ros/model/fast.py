@@ -11,7 +11,8 @@
 ``attention`` picks the SDPA kernel the forward is traced/captured with (:mod:`.attention`;
 ``auto``: cuDNN on Hopper). Off CUDA every mode falls back to eager. On CUDA with bf16 autocast
 the Linear weights are held as a bf16 copy, which is exactly what autocast would cast them to on
-every call anyway.
+every call anyway. ``fused_blocks`` switches that copy's blocks to :mod:`.fused` (faster, rounded
+differently; off by default).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from torch import nn
 
 from ..gaussians import Gaussians
 from .attention import attention_backend, resolve_backend
+from .fused import fuse_blocks
 from .ilrm import LRMBase
 
 MODES = ("graph", "compile", "compile+graph", "eager")
@@ -53,6 +55,7 @@ class CompiledForward:
         clone_outputs: bool = True,
         warmup: int = 3,
         attention: str = "auto",
+        fused_blocks: bool = False,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -69,6 +72,7 @@ class CompiledForward:
         self.model = model
         if self.mode != "eager" and model.amp_dtype is not None:
             self.model = _inference_copy(model, model.amp_dtype)
+        self.fused_blocks = fused_blocks and self.model is not model and fuse_blocks(self.model) > 0
         self.model.eval()
         self._fn = self.model
         if "compile" in self.mode:

@@ -189,10 +189,14 @@ class Pipeline:
         failure falls back to the plain forward with a warning.
         """
         if mode == "none" or self.device.type != "cuda":
+            if self.config.model_fused_blocks:
+                self._warn("model_fused_blocks needs CUDA and model_compile other than none; "
+                           "running the exact block maths")
             return None
         try:
             h, w = self.resolution
-            return CompiledForward(self.model, self.num_views, h, w, mode=mode)
+            return CompiledForward(self.model, self.num_views, h, w, mode=mode,
+                                   fused_blocks=self.config.model_fused_blocks)
         except Exception as err:  # noqa: BLE001 - a speed-up must never stop the pipeline
             self._warn(f"model_compile={mode} failed ({type(err).__name__}: {err}); using the plain forward")
             return None

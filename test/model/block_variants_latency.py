@@ -14,6 +14,8 @@ breakdown (``compile`` mode) of today's path and of the fastest variant. Results
 * ``S``: the residual stream in the weights' dtype (bf16 on the GPU) instead of autocast's float32,
   which halves the LayerNorms' and adds' traffic and lets ``R`` fold. It rounds the stream after
   every add: test/model/gelu_epilogue_numerics.py measures what that does to a trained model.
+
+``E+S+R`` is what :mod:`ilrm_ros.model.fused` adopted (opt-in; ``ilrm bench --blocks reference,fused``).
 """
 
 from __future__ import annotations

@@ -149,3 +149,33 @@ def test_attention_kernels_agree_and_are_used(backend):
     fast = CompiledForward(model, 2, 128, 128, mode="graph", attention=backend)
     assert fast.attention == backend
     compare(fast(*scene), ref, means_atol=3.0, atol=6e-2, mean_atol=3e-3)
+
+
+@pytest.mark.parametrize("mode", ["graph", "compile+graph"])
+def test_fused_blocks_render_like_the_reference_path(mode):
+    """``fused_blocks`` (tanh GELU epilogue, bf16 stream, adds in the GEMMs) on the shipped model:
+    its renders of held-out scenes sit within bf16 noise of the reference fast path's, and score
+    the same against the true images. (CPU emulation of these maths: 48.6 dB mean, docs/benchmarks.md.)"""
+    from ilrm_ros.evaluation.benchmark import make_cases
+    from ilrm_ros.model.blocks import ReadBlock, SelfBlock
+    from ilrm_ros.pipeline.metrics import psnr
+    from ilrm_ros.render import WHITE, render
+
+    model = load_model(SHIPPED_CHECKPOINT, device="cuda")
+    h, w = model.config.image_size
+    ref_fwd = CompiledForward(model, 2, h, w, mode=mode)
+    fused_fwd = CompiledForward(model, 2, h, w, mode=mode, fused_blocks=True)
+    assert fused_fwd.fused_blocks and not ref_fwd.fused_blocks
+    assert {type(b) for b in model.processor.blocks} == {ReadBlock, SelfBlock}
+    between, truth_gap = [], []
+    for case in make_cases(6, h, w, view_counts=(2,)):
+        v = case.views
+        scene = to((v.context_images[0], v.context_intrinsics[0], v.context_cam_to_world[0]), "cuda")
+        target = to((v.target_intrinsics[0], v.target_cam_to_world[0]), "cuda")
+        renders = [render(reconstruct(f, *scene), *target, w, h, background=WHITE).rgb.clamp(0, 1)
+                   for f in (ref_fwd, fused_fwd)]
+        truth = v.target_images[0].permute(0, 2, 3, 1).cuda()
+        between.append(psnr(renders[1], renders[0]))
+        truth_gap.append(psnr(renders[1], truth) - psnr(renders[0], truth))
+    assert sum(between) / len(between) > 40.0, between
+    assert abs(sum(truth_gap) / len(truth_gap)) < 0.05, truth_gap

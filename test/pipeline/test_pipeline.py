@@ -354,3 +354,14 @@ def test_cuda_out_of_memory_falls_back_to_fewer_views():
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
         pipe.close()
+
+
+def test_fused_blocks_without_a_compiled_gpu_forward_warn_and_run_exact(model):
+    """``model_fused_blocks`` is a GPU fast-path option: on the CPU it is refused with a warning, the
+    refresh still runs (the exact maths)."""
+    warnings = []
+    pipe = _pipe(model, config={"model_fused_blocks": True}, on_warning=warnings.append)
+    assert pipe.fast_forward is None
+    assert any("model_fused_blocks needs CUDA" in w for w in warnings), warnings
+    _feed(pipe, 4)
+    assert len(pipe.scene_snapshot()[0]) > 0

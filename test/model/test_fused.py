@@ -1,0 +1,41 @@
+"""The fused block maths (:mod:`ilrm_ros.model.fused`) compute the reference blocks' function.
+
+On the CPU the GELU epilogue is the exact GELU and the stream keeps float32, so the two paths may
+differ only by float32 reassociation; the GPU's rounding is checked in ``test_gpu.py``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+
+from ilrm_ros.checkpoints import SHIPPED_CHECKPOINT
+from ilrm_ros.evaluation.benchmark import make_cases
+from ilrm_ros.model import CompiledForward, load_model
+from ilrm_ros.model.blocks import ReadBlock, SelfBlock
+from ilrm_ros.model.fused import FusedReadBlock, FusedSelfBlock, fuse_blocks
+
+
+def test_fused_blocks_compute_the_reference_maths_on_the_cpu():
+    model = load_model(SHIPPED_CHECKPOINT).eval()
+    fused = copy.deepcopy(model)
+    assert fuse_blocks(fused) == len(model.processor.blocks)
+    kinds = {type(b) for b in fused.processor.blocks}
+    assert kinds == {FusedReadBlock, FusedSelfBlock}
+    assert {type(b) for b in model.processor.blocks} == {ReadBlock, SelfBlock}  # the original is untouched
+    v = make_cases(1, *model.config.image_size, view_counts=(2,))[0].views
+    scene = (v.context_images, v.context_intrinsics, v.context_cam_to_world)
+    with torch.no_grad():
+        ref, out = model(*scene), fused(*scene)
+    for name in ("means", "quats", "scales", "opacities", "sh"):
+        a, b = getattr(out, name), getattr(ref, name)
+        torch.testing.assert_close(a, b, atol=1e-3, rtol=1e-3, msg=name)
+
+
+def test_fused_blocks_are_a_gpu_option_only():
+    """Off CUDA the fast path is the plain module: the option is reported off, the blocks unchanged."""
+    model = load_model("tiny")
+    fast = CompiledForward(model, 2, 64, 64, mode="compile+graph", fused_blocks=True)
+    assert fast.mode == "eager" and not fast.fused_blocks
+    assert {type(b) for b in model.processor.blocks} <= {ReadBlock, SelfBlock}

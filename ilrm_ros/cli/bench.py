@@ -64,9 +64,10 @@ def run(args: argparse.Namespace) -> int:
     from ilrm_ros.pipeline.pipeline import resolve_device
 
     device = resolve_device(args.device)
+    block_maths = _block_maths(args.blocks)
     result = run_benchmarks(args.quick, device, tuple(args.modes.split(",")),
                             _shapes(args.views), not args.no_baseline, tuple(args.attention.split(",")),
-                            not args.no_render, _block_maths(args.blocks))
+                            not args.no_render, block_maths)
     result["torch_threads"] = torch.get_num_threads()
     if args.profile:
         from ilrm_ros.benchmark import kernel_breakdown
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         result["profile"] = []
         for preset, views, size in runs:
             for mode in args.modes.split(","):
-                for maths in _block_maths(args.blocks):
+                for maths in block_maths:
                     row = kernel_breakdown(preset, views, size, size, mode, device, fused_blocks=maths == "fused")
                     row["blocks"] = maths
                     result["profile"].append(row)

@@ -78,15 +78,18 @@ class CrossAttention(nn.Module):
         self.q_norm = HeadRMSNorm(head_dim, eps)
         self.k_norm = HeadRMSNorm(head_dim, eps)
 
-    def forward(self, x: torch.Tensor, support: torch.Tensor, num_views: int) -> torch.Tensor:
+    def before_proj(self, x: torch.Tensor, support: torch.Tensor, num_views: int) -> torch.Tensor:
+        """The attended values before ``proj``, ``[B * V, N / V, C]``."""
         b, n, c = x.shape
         groups = (b * num_views, n // num_views, c)
         h = self.norm(x).reshape(groups)
         s = support.reshape(groups)
         q = self.q_norm(_heads(self.q(h), self.head_dim))
         k = self.k_norm(_heads(self.k(s), self.head_dim))
-        v = _heads(self.v(s), self.head_dim)
-        return self.proj(attend(q, k, v)).reshape(b, n, c)
+        return attend(q, k, _heads(self.v(s), self.head_dim))
+
+    def forward(self, x: torch.Tensor, support: torch.Tensor, num_views: int) -> torch.Tensor:
+        return self.proj(self.before_proj(x, support, num_views)).reshape(x.shape)
 
 
 class SelfAttention(nn.Module):
@@ -101,10 +104,14 @@ class SelfAttention(nn.Module):
         self.q_norm = HeadRMSNorm(head_dim, eps)
         self.k_norm = HeadRMSNorm(head_dim, eps)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def before_proj(self, x: torch.Tensor) -> torch.Tensor:
+        """The attended values before ``proj``, ``[B, N, C]``."""
         qkv = self.qkv(self.norm(x)).unflatten(-1, (3, -1, self.head_dim))  # [B, N, 3, heads, D]
         q, k, v = qkv.unbind(2)
-        return self.proj(attend(self.q_norm(q), self.k_norm(k), v))
+        return attend(self.q_norm(q), self.k_norm(k), v)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.before_proj(x))
 
 
 class ReadBlock(nn.Module):

@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from . import blocks
-from .attention import attend
 
 
-def _mlp_hidden(mlp: blocks.MLP, x: torch.Tensor) -> torch.Tensor:
+def mlp_hidden(mlp: blocks.MLP, x: torch.Tensor) -> torch.Tensor:
     """``GELU(fc1(norm(x)))`` as ``[tokens, hidden]``, one GEMM with its activation epilogue."""
     w = mlp.fc1.weight
     h = mlp.norm(x).to(w.dtype).reshape(-1, x.shape[-1])
@@ -36,30 +35,13 @@ def _add_projected(x: torch.Tensor, inner: torch.Tensor, proj: nn.Linear) -> tor
     return torch.addmm(x.reshape(-1, x.shape[-1]), inner, w.t()).reshape(x.shape)
 
 
-def _cross_heads(attn: blocks.CrossAttention, x: torch.Tensor, support: torch.Tensor, num_views: int) -> torch.Tensor:
-    """The per-view cross-attention before its ``proj`` (as :class:`.blocks.CrossAttention`)."""
-    b, n, c = x.shape
-    groups = (b * num_views, n // num_views, c)
-    h = attn.norm(x).reshape(groups)
-    s = support.reshape(groups)
-    q = attn.q_norm(blocks._heads(attn.q(h), attn.head_dim))
-    k = attn.k_norm(blocks._heads(attn.k(s), attn.head_dim))
-    return attend(q, k, blocks._heads(attn.v(s), attn.head_dim))
-
-
-def _self_heads(attn: blocks.SelfAttention, x: torch.Tensor) -> torch.Tensor:
-    """The global self-attention before its ``proj`` (as :class:`.blocks.SelfAttention`)."""
-    q, k, v = attn.qkv(attn.norm(x)).unflatten(-1, (3, -1, attn.head_dim)).unbind(2)
-    return attend(attn.q_norm(q), attn.k_norm(k), v)
-
-
 class FusedReadBlock(blocks.ReadBlock):
     """:class:`.blocks.ReadBlock` with the fused maths above."""
 
     def forward(self, x: torch.Tensor, support: torch.Tensor, num_views: int) -> torch.Tensor:
         x = x.to(self.read_ff.fc2.weight.dtype)
-        x = _add_projected(x, _cross_heads(self.read_cross, x, support, num_views), self.read_cross.proj)
-        return _add_projected(x, _mlp_hidden(self.read_ff, x), self.read_ff.fc2)
+        x = _add_projected(x, self.read_cross.before_proj(x, support, num_views), self.read_cross.proj)
+        return _add_projected(x, mlp_hidden(self.read_ff, x), self.read_ff.fc2)
 
 
 class FusedSelfBlock(blocks.SelfBlock):
@@ -67,8 +49,8 @@ class FusedSelfBlock(blocks.SelfBlock):
 
     def forward(self, x: torch.Tensor, support: torch.Tensor | None = None, num_views: int = 1) -> torch.Tensor:
         x = x.to(self.mlp.fc2.weight.dtype)
-        x = _add_projected(x, _self_heads(self.attn, x), self.attn.proj)
-        return _add_projected(x, _mlp_hidden(self.mlp, x), self.mlp.fc2)
+        x = _add_projected(x, self.attn.before_proj(x), self.attn.proj)
+        return _add_projected(x, mlp_hidden(self.mlp, x), self.mlp.fc2)
 
 
 FUSED = {blocks.ReadBlock: FusedReadBlock, blocks.SelfBlock: FusedSelfBlock}

@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ilrm_ros.benchmark import kernel_breakdown, model_latency
-from ilrm_ros.model import blocks
+from ilrm_ros.model import blocks, fused
 from ilrm_ros.model.attention import attend
 
 ORIGINAL = {cls: cls.forward for cls in (blocks.MLP, blocks.CrossAttention, blocks.ReadBlock, blocks.SelfBlock)}
@@ -37,34 +37,25 @@ seen: dict[str, str] = {}
 
 def mlp_hidden(mlp: blocks.MLP, x: torch.Tensor, epilogue: bool) -> torch.Tensor:
     """GELU(fc1(norm(x))) as ``[tokens, hidden]``."""
-    w = mlp.fc1.weight
-    h = mlp.norm(x).to(w.dtype).reshape(-1, x.shape[-1])
     if epilogue:
-        zero = torch.zeros(w.shape[0], dtype=w.dtype, device=w.device)
-        return torch._addmm_activation(zero, h, w.t(), use_gelu=True)
-    return F.gelu(F.linear(h, w))
+        return fused.mlp_hidden(mlp, x)
+    w = mlp.fc1.weight
+    return F.gelu(F.linear(mlp.norm(x).to(w.dtype).reshape(-1, x.shape[-1]), w))
 
 
 def cross_heads(attn: blocks.CrossAttention, x: torch.Tensor, support: torch.Tensor, views: int, kv: bool):
     """The cross-attention's output before ``proj``, ``[B * V, N / V, C]``."""
+    if not kv:
+        return attn.before_proj(x, support, views)
     b, n, c = x.shape
     groups = (b * views, n // views, c)
     h = attn.norm(x).reshape(groups)
     s = support.reshape(groups)
     q = attn.q_norm(blocks._heads(attn.q(h), attn.head_dim))
-    if kv:
-        if not hasattr(attn, "_kv_weight"):
-            attn._kv_weight = torch.cat([attn.k.weight, attn.v.weight], 0)
-        k, v = F.linear(s.to(attn._kv_weight.dtype), attn._kv_weight).split(c, -1)
-    else:
-        k, v = attn.k(s), attn.v(s)
+    if not hasattr(attn, "_kv_weight"):
+        attn._kv_weight = torch.cat([attn.k.weight, attn.v.weight], 0)
+    k, v = F.linear(s.to(attn._kv_weight.dtype), attn._kv_weight).split(c, -1)
     return attend(q, attn.k_norm(blocks._heads(k, attn.head_dim)), blocks._heads(v, attn.head_dim))
-
-
-def self_heads(attn: blocks.SelfAttention, x: torch.Tensor) -> torch.Tensor:
-    qkv = attn.qkv(attn.norm(x)).unflatten(-1, (3, -1, attn.head_dim))
-    q, k, v = qkv.unbind(2)
-    return attend(attn.q_norm(q), attn.k_norm(k), v)
 
 
 def add_projected(x: torch.Tensor, inner: torch.Tensor, w: torch.Tensor, fold: bool) -> torch.Tensor:
@@ -91,7 +82,7 @@ def apply(name: str) -> None:
 
     def self_forward(self, x, support=None, num_views=1):
         x = x.to(self.mlp.fc2.weight.dtype) if stream else x
-        x = add_projected(x, self_heads(self.attn, x), self.attn.proj.weight, fold)
+        x = add_projected(x, self.attn.before_proj(x), self.attn.proj.weight, fold)
         return add_projected(x, mlp_hidden(self.mlp, x, epilogue), self.mlp.fc2.weight, fold)
 
     blocks.ReadBlock.forward = read_forward

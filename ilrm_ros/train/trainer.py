@@ -361,8 +361,11 @@ class Trainer:
             self._pending_state = self.data.state_dict()
             self._pending = self.data.sample(self.config.batch_size)
         lr = self.optimizer.param_groups[0]["lr"]
-        names = list(terms) + ["grad_norm"]
-        values = torch.stack([terms[k].float() for k in terms] + [grad_norm.float()])
+        # context_views: this step's view count, averaged over the ranks (each draws its own), so
+        # step times can be told apart by the work they carried
+        names = list(terms) + ["grad_norm", "context_views"]
+        views = grad_norm.new_tensor(float(batch.context_images.shape[1]))
+        values = torch.stack([terms[k].float() for k in terms] + [grad_norm.float(), views.float()])
         values = D.mean_over_ranks(values, self.info)
         scalars = dict(zip(names, values.tolist()))
         if all(math.isfinite(v) for v in scalars.values()):

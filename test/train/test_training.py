@@ -44,6 +44,18 @@ def test_training_lowers_the_loss(tmp_path):
     assert trainer.step == 20
 
 
+def test_steps_report_their_context_view_count(tmp_path):
+    """With 2 to 4 views drawn per batch, each step's scalars name the count it trained on."""
+    trainer = Trainer(tiny_config(num_views=2, max_views=4), tmp_path, device="cpu")
+    seen = set()
+    for _ in range(12):
+        batch = trainer.data.sample(1)
+        seen.add(batch.context_images.shape[1])
+        assert trainer.train_step(batch)["context_views"] == batch.context_images.shape[1]
+    trainer.close()
+    assert len(seen) > 1, seen
+
+
 def test_resume_reproduces_the_next_steps(tmp_path):
     config = tiny_config(steps=10, ckpt_every=3)
     trainer = Trainer(config, tmp_path, device="cpu")

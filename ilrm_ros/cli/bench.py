@@ -65,7 +65,8 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     block_maths = _block_maths(args.blocks)
-    result = run_benchmarks(args.quick, device, tuple(args.modes.split(",")),
+    modes = tuple(args.modes.split(","))
+    result = run_benchmarks(args.quick, device, modes,
                             _shapes(args.views), not args.no_baseline, tuple(args.attention.split(",")),
                             not args.no_render, block_maths)
     result["torch_threads"] = torch.get_num_threads()
@@ -75,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
         runs = [("small", 2, 128)] if args.quick else [("re10k", v, size) for v, size in _shapes(args.views)]
         result["profile"] = []
         for preset, views, size in runs:
-            for mode in args.modes.split(","):
+            for mode in modes:
                 for maths in block_maths:
                     row = kernel_breakdown(preset, views, size, size, mode, device, fused_blocks=maths == "fused")
                     row["blocks"] = maths

@@ -364,8 +364,8 @@ class Trainer:
         # context_views: this step's view count, averaged over the ranks (each draws its own), so
         # step times can be told apart by the work they carried
         names = list(terms) + ["grad_norm", "context_views"]
-        views = grad_norm.new_tensor(float(batch.context_images.shape[1]))
-        values = torch.stack([terms[k].float() for k in terms] + [grad_norm.float(), views.float()])
+        views = grad_norm.new_tensor(float(batch.context_images.shape[1]), dtype=torch.float32)
+        values = torch.stack([terms[k].float() for k in terms] + [grad_norm.float(), views])
         values = D.mean_over_ranks(values, self.info)
         scalars = dict(zip(names, values.tolist()))
         if all(math.isfinite(v) for v in scalars.values()):

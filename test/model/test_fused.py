@@ -43,33 +43,24 @@ def test_fused_blocks_are_a_gpu_option_only():
     assert {type(b) for b in model.processor.blocks} <= {ReadBlock, SelfBlock}
 
 
-def _tiny_scene(model):
-    h, w = model.config.image_size
-    images = torch.rand(1, 2, 3, h, w, generator=torch.Generator().manual_seed(3))
-    K = torch.tensor([[float(w), 0.0, w / 2], [0.0, float(w), h / 2], [0.0, 0.0, 1.0]]).expand(1, 2, 3, 3).contiguous()
-    pose = torch.eye(4).expand(1, 2, 4, 4).clone()
-    pose[0, 1, 0, 3] = 0.3
-    return images, K, pose
-
-
-def test_compiled_fused_blocks_update_the_stream_in_place_and_keep_the_maths():
+def test_compiled_fused_blocks_update_the_stream_in_place_and_keep_the_maths(scene, gen):
     """Under ``torch.compile`` every residual GEMM writes into one stream buffer (Inductor re-inplaced
     the mutating op, so nothing copies the stream first) and the forward still computes the
     reference function, call after call, leaving its inputs alone."""
     model = load_model("tiny").eval()
     fused = copy.deepcopy(model)
     fuse_blocks(fused)
-    scene = _tiny_scene(model)
-    kept = [t.clone() for t in scene]
+    inputs = scene(1, 2, *model.config.image_size, gen)
+    kept = [t.clone() for t in inputs]
     with torch.no_grad():
-        ref = model(*scene)
+        ref = model(*inputs)
         compiled = torch.compile(fused, fullgraph=True, dynamic=False)
-        first, code = run_and_get_code(compiled, *scene)
-        second = compiled(*scene)
+        first, code = run_and_get_code(compiled, *inputs)
+        second = compiled(*inputs)
     targets = re.findall(r"ilrm\.add_matmul_\.default\((?:reinterpret_tensor\()?(\w+)", "\n".join(code))
     assert len(targets) == 2 * len(model.processor.blocks)
     assert len(set(targets)) == 1, targets
-    for a, b in zip(scene, kept):
+    for a, b in zip(inputs, kept):
         assert torch.equal(a, b)
     for out in (first, second):
         torch.testing.assert_close(out.means, ref.means, atol=1e-4, rtol=1e-4)

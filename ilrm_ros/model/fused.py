@@ -13,7 +13,7 @@ only (the fused GELU GEMM has no derivative):
   ``addmm`` would copy its addend into a new output).
 
 Measured on a trained model (docs/benchmarks.md): the renders move less than bf16 itself moves
-them from float32, and the forward is about 1.4 ms (11 %) faster at 8 views on an H100.
+them from float32, and the forward is about 1.4–1.6 ms (11–12 %) faster at 8 views on an H100.
 """
 
 from __future__ import annotations

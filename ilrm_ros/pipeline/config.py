@@ -45,7 +45,7 @@ class PipelineConfig:
         choices=("none", "graph", "compile", "compile+graph"), read_only=True)
     model_fused_blocks: bool = _param(
         False, "GPU only, with model_compile other than none: fused block maths (tanh GELU epilogue, bf16 residual "
-        "stream; about 1.4 ms faster at 8 views on an H100, outputs rounded slightly differently).", read_only=True)
+        "stream; about 1.5 ms faster at 8 views on an H100, outputs rounded slightly differently).", read_only=True)
     undistort: bool = _param(True, "Undistort images with the CameraInfo distortion before the model sees them.")
     pose_type: str = _param("PoseStamped", "Message type on the pose topic.",
                             choices=("PoseStamped", "PoseWithCovarianceStamped", "Odometry"), read_only=True)

@@ -65,7 +65,9 @@ def test_single_gaussian_footprint_colour_and_depth():
     for dx in range(-16, 17):
         expected = op * math.exp(-0.5 * dx * dx / var)
         expected = expected if expected >= 1 / 255 else 0.0
-        assert centre_row[16 + dx].item() == pytest.approx(expected, abs=2e-6), dx
+        # 1e-5: float32 through a rotated, translated pose moves the values by a few ulps, more on
+        # some CPUs' vector paths (2.3e-6 seen on an AMD EPYC); the 0.3 low-pass alone moves them by 0.07
+        assert centre_row[16 + dx].item() == pytest.approx(expected, abs=1e-5), dx
     assert r.alpha[0].argmax().item() == 16 * W + 16  # peak at K @ X / z
     expect_rgb = op * torch.tensor(color) + (1 - op) * bg
     assert torch.allclose(r.rgb[0, 16, 16], expect_rgb, atol=1e-6)

@@ -7,6 +7,7 @@ shapes, FLOPs); `ilrm bench` prints them and writes JSON for docs/benchmarks.md.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -148,7 +149,8 @@ def kernel_breakdown(preset: str, views: int, height: int, width: int, mode: str
         groups[kernel_group(name)] += ms
     ranked = sorted(per_name.items(), key=lambda kv: -kv[1])[:top]
     return {"preset": preset, "views": views, "height": height, "width": width, "mode": fwd.mode,
-            "device": str(device), "total_ms": sum(per_name.values()), "groups_ms": groups,
+            "blocks": "fused" if fwd.fused_blocks else "reference", "device": str(device),
+            "total_ms": sum(per_name.values()), "groups_ms": groups,
             "top": [{"name": name[:160], "ms": ms} for name, ms in ranked]}
 
 
@@ -201,17 +203,14 @@ def run_benchmarks(quick: bool, device: torch.device, modes: tuple[str, ...] = (
         runs = [("re10k", v, s, s) for v, s in shapes]
         archs = ("ilrm", "gslrm") if compare_baseline else ("ilrm",)
         render_shapes = [(32_768, 160, 120), (131_072, 640, 480), (262_144, 640, 480)] if renders else []
-    for preset, v, h, w in runs:
-        for mode in modes:
-            for attention in attentions:
-                for maths in block_maths:
-                    rows = {arch: _safe_model_latency(preset, arch, v, h, w, mode, device, attention, maths == "fused")
-                            for arch in archs}
-                    if "ms" in rows.get("gslrm", {}) and "ms" in rows["ilrm"]:
-                        rows["ilrm"]["speedup_vs_gslrm"] = rows["gslrm"]["ms"] / rows["ilrm"]["ms"]
-                    result["model"].extend(rows.values())
-                    for row in rows.values():
-                        print(_model_line(row), flush=True)
+    for (preset, v, h, w), mode, attention, maths in itertools.product(runs, modes, attentions, block_maths):
+        rows = {arch: _safe_model_latency(preset, arch, v, h, w, mode, device, attention, maths == "fused")
+                for arch in archs}
+        if "ms" in rows.get("gslrm", {}) and "ms" in rows["ilrm"]:
+            rows["ilrm"]["speedup_vs_gslrm"] = rows["gslrm"]["ms"] / rows["ilrm"]["ms"]
+        result["model"].extend(rows.values())
+        for row in rows.values():
+            print(_model_line(row), flush=True)
     for n, w, h in render_shapes:
         row = render_latency(n, w, h, device)
         result["render"].append(row)
@@ -239,7 +238,7 @@ def _model_line(row: dict) -> str:
         return f"{row['arch']:5s} {row['views']:2d} views {row['mode']} {row['attention']}: FAILED {row['error']}"
     extra = f"  x{row['speedup_vs_gslrm']:.2f} vs gslrm" if "speedup_vs_gslrm" in row else ""
     return (f"{row['arch']:5s} {row['preset']} {row['views']:2d} views {row['height']}x{row['width']} "
-            f"{row['mode']:13s} {row['attention']:7s} {row.get('blocks', 'reference'):9s} {row['ms']:8.2f} ms  "
+            f"{row['mode']:13s} {row['attention']:7s} {row['blocks']:9s} {row['ms']:8.2f} ms  "
             f"{row['gflop']:8.1f} GFLOP  "
             f"{row['tflops']:6.1f} TFLOP/s{extra}")
 

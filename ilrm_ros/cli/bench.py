@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 
 NAME = "bench"
 HELP = "latency / memory benchmarks of model, renderer and node"
@@ -75,15 +76,12 @@ def run(args: argparse.Namespace) -> int:
 
         runs = [("small", 2, 128)] if args.quick else [("re10k", v, size) for v, size in _shapes(args.views)]
         result["profile"] = []
-        for preset, views, size in runs:
-            for mode in modes:
-                for maths in block_maths:
-                    row = kernel_breakdown(preset, views, size, size, mode, device, fused_blocks=maths == "fused")
-                    row["blocks"] = maths
-                    result["profile"].append(row)
-                    groups = ", ".join(f"{k} {v:.2f}" for k, v in row["groups_ms"].items())
-                    print(f"profile {preset} {views} views {size}x{size} {row['mode']} {maths}: "
-                          f"{row['total_ms']:.2f} ms ({groups})", flush=True)
+        for (preset, views, size), mode, maths in itertools.product(runs, modes, block_maths):
+            row = kernel_breakdown(preset, views, size, size, mode, device, fused_blocks=maths == "fused")
+            result["profile"].append(row)
+            groups = ", ".join(f"{k} {v:.2f}" for k, v in row["groups_ms"].items())
+            print(f"profile {preset} {views} views {size}x{size} {row['mode']} {row['blocks']}: "
+                  f"{row['total_ms']:.2f} ms ({groups})", flush=True)
     if args.node:
         from ilrm_ros.benchmark import node_latency
 

@@ -126,7 +126,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--compile",
         action="store_true",
         help="torch.compile the model: fused kernels, fewer launches per step (1.2-1.3x faster on an H100, "
-        "docs/training.md); 20-45 s of compiling per view count at the start",
+        "docs/training.md); every view count's graph is compiled before the first step (40-50 s each on an "
+        "H100 host; under torchrun the ranks of a GPU share them out and load the rest from the cache)",
     )
     g = parser.add_argument_group("data")
     g.add_argument("--data", choices=("synthetic", "bag"), default=None, help=f"training data (default {d.data})")

@@ -25,6 +25,7 @@ import statistics
 import threading
 import time
 from collections import deque
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
@@ -42,8 +43,8 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.pt"
 LAST_DIR = "last"
 FIT_AFTER = 25
-"""``fit_to_time`` plans after this many steps: past ``torch.compile``'s recompiles for the other view
-counts (steps 2-15 of a ``--max-views 4`` run on an H100)."""
+"""``fit_to_time`` plans after this many steps: past the first steps' one-off costs (allocation, the
+data workers' first scenes; ``torch.compile`` finishes before step 1)."""
 FIT_SAFETY = 0.95
 """Share of the time left that the fitted schedule plans to use (step times vary)."""
 FIT_EVERY = 100
@@ -227,6 +228,9 @@ class Trainer:
         self.skipped = 0
         if state is not None:
             self._load_state(state)
+        self.compile_seconds: tuple[float, float] | None = None
+        if config.compile:
+            self._compile_ahead()
 
     # ------------------------------------------------------------------ setup
 
@@ -295,6 +299,52 @@ class Trainer:
             self.data.load_state_dict(mine["data"])
         else:  # another world size: fresh per-rank streams that differ from the first run's
             self.data.reseed(self.step)
+
+    def _compile_ahead(self) -> None:
+        """Compile the step's graph for every context-view count before the first step, shared out.
+
+        Each rank compiling every graph itself costs the same 40-50 s per graph on every rank
+        (measured on H100 hosts). Instead the ranks on one device take one view count each and fill
+        ``torch.compile``'s on-disk caches (keyed by device); then every rank loads the graphs it
+        did not compile from there. Forward and backward run without gradient sync (``no_sync``) on
+        the first batch (kept as the next batch to train on) with its views repeated to each count:
+        weights, optimiser, RNG and data stream are left as they were. Sets ``compile_seconds``:
+        (the compiling turn, the loading turn), as the slowest rank saw them.
+        """
+        if self._pending is None:
+            self._pending_state = self.data.state_dict()
+            self._pending = self.data.sample(self.config.batch_size)
+        counts = self.data.view_counts
+        per_device = torch.cuda.device_count() if self.device.type == "cuda" else 1
+        slot = self.info.local_rank // max(1, per_device)  # ranks share GPUs round-robin (resolve_device)
+        mine = counts[slot : slot + 1]
+        times = []
+        for turn in (mine, [v for v in counts if v not in mine]):
+            t0 = time.monotonic()
+            self._run_views(turn)
+            D.barrier(self.info)
+            times.append(time.monotonic() - t0)
+        self.compile_seconds = (times[0], times[1])
+        if self.info.is_main:
+            print(f"compiled {len(counts)} view counts ahead: {times[0]:.0f} s compiling one per rank, "
+                  f"then {times[1]:.0f} s loading the rest", flush=True)
+
+    def _run_views(self, counts: list[int] | tuple[int, ...]) -> None:
+        """Forward and backward of the pending batch with each of ``counts`` context views, left unapplied."""
+        first = self._pending
+        have = first.context_images.shape[1]
+        quiet = self.net.no_sync() if isinstance(self.net, torch.nn.parallel.DistributedDataParallel) else nullcontext()
+        with quiet, torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            for views in counts:
+                pick = torch.arange(views) % have
+                batch = replace(first, **{
+                    f: getattr(first, f).index_select(1, pick.to(getattr(first, f).device))
+                    for f in ("context_images", "context_intrinsics", "context_cam_to_world", "context_depth")
+                    if getattr(first, f) is not None
+                })
+                loss, _ = self.forward_loss(batch)
+                loss.backward()
+        self.optimizer.zero_grad(set_to_none=True)
 
     # ------------------------------------------------------------------ one step
 
@@ -502,7 +552,7 @@ class Trainer:
                     plans.append((self.step, now))
                     if len(plans) == 1:
                         per_step = statistics.median(recent)
-                    else:  # the later half of the steps planned so far: past the early recompiles
+                    else:  # the later half of the steps planned so far: past the start-up
                         since, then = plans[(len(plans) - 1) // 2]
                         per_step = (now - then) / (self.step - since)
                     left = budget - (now - start) - end_reserve(per_step)

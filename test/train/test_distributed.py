@@ -37,3 +37,17 @@ def test_two_ranks_train_resume_and_save_both_data_streams(tmp_path):
     again = subprocess.run(cmd + args + ["--steps", "3"], env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-4000:]
     assert "resuming" in again.stdout and read_state(out)["step"] == 3
+
+
+def test_two_ranks_compile_every_view_count_ahead(tmp_path):
+    """--compile under torchrun: each rank compiles one view count's graph, then loads the other from the
+    shared cache (no gradient sync while doing so), and training then runs without deadlock."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    args = ["-m", "ilrm_ros.cli", "train", "--preset", "tiny", "--resolution", "32", "--batch-size", "1"]
+    args += ["--num-targets", "1", "--scene-pool", "2", "--device", "cpu", "--out", str(tmp_path), "--no-progress"]
+    args += ["--no-grad-checkpointing", "--compile", "--num-views", "2", "--max-views", "3", "--steps", "3"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor")}
+    run = subprocess.run(cmd + args, env=env, capture_output=True, text=True, timeout=400)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    assert "compiled 2 view counts ahead" in run.stdout and "stopped (steps) at step 3/3" in run.stdout
+    assert any((tmp_path / "inductor").iterdir())  # the ranks shared their graphs through this cache

@@ -187,7 +187,7 @@ def test_compiled_training_matches_eager(tmp_path):
     for compiled in (False, True):
         trainer = Trainer(tiny_config(compile=compiled, steps=3), tmp_path / str(compiled), device="cpu")
         assert (getattr(trainer.model, "_compiled_call_impl", None) is not None) == compiled
-        batch = trainer.data.sample(1)
+        batch = trainer.next_batch()  # the stream's first batch, whether or not compiled ahead on it
         results[compiled] = [trainer.train_step(batch) for _ in range(2)]
         trainer.save()
         trainer.close()
@@ -200,6 +200,27 @@ def test_compiled_training_matches_eager(tmp_path):
 
     args = build_parser("train").parse_args(["train", "--compile", "--out", str(tmp_path / "cli")])
     assert resolve_config(args)[0].compile  # the option reaches the config
+
+
+def test_compile_ahead_covers_every_view_count_and_keeps_the_stream(tmp_path):
+    """--compile with 2-3 views compiles both graphs before the first step: the steps then compile
+    nothing more, and train on the batches an uncompiled run draws, to the same losses."""
+    import torch._dynamo
+
+    config = tiny_config(num_views=2, max_views=3, steps=8)
+    plain = Trainer(config, tmp_path / "plain", device="cpu")
+    compiled = Trainer(dataclasses.replace(config, compile=True), tmp_path / "compiled", device="cpu")
+    assert plain.compile_seconds is None and compiled.compile_seconds is not None
+    seen = set()
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        while len(seen) < 2 and compiled.step < 8:
+            a, b = plain.next_batch(), compiled.next_batch()
+            assert torch.equal(a.context_images, b.context_images)
+            seen.add(b.context_images.shape[1])
+            assert compiled.train_step(b)["loss"] == pytest.approx(plain.train_step(a)["loss"], rel=1e-4)
+    plain.close()
+    compiled.close()
+    assert seen == {2, 3}
 
 
 def test_footprint_weight_shrinks_the_splats(tmp_path):

@@ -399,17 +399,24 @@ class Trainer:
 
         ``prefetch`` draws the next batch while the GPU still runs this step's backward pass (the
         data stream's position saved in checkpoints stays at the first batch not yet trained on).
+        The scalars include this rank's host time in forward, backward (with the gradient
+        all-reduce) and drawing the next batch: GPU work counts where the host first waits for it.
         """
+        t0 = time.monotonic()
         if batch is None:
             batch = self.next_batch()
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
+        t1 = time.monotonic()
         loss, terms = self.forward_loss(batch)
+        t2 = time.monotonic()
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        t3 = time.monotonic()
         if prefetch and self._pending is None:
             self._pending_state = self.data.state_dict()
             self._pending = self.data.sample(self.config.batch_size)
+        t4 = time.monotonic()
         lr = self.optimizer.param_groups[0]["lr"]
         # context_views: this step's view count, averaged over the ranks (each draws its own), so
         # step times can be told apart by the work they carried
@@ -427,6 +434,7 @@ class Trainer:
             self.scheduler.step()
         self.step += 1
         scalars["lr"] = lr
+        scalars.update(time_data=(t1 - t0) + (t4 - t3), time_forward=t2 - t1, time_backward=t3 - t2)
         return scalars
 
     # ------------------------------------------------------------------ checkpoints

@@ -112,6 +112,9 @@ def test_cli_trains_in_chunks_and_logs(tmp_path, capsys):
     records = read_scalars(out / "logs")
     assert [r["step"] for r in records] == [1, 2, 3, 4]
     assert all(r["loss"] > 0 and "lr" in r for r in records)
+    for r in records:  # the step's parts, each timed inside the step as a whole
+        parts = [r["time_data"], r["time_forward"], r["time_backward"]]
+        assert min(parts) > 0 and sum(parts) <= r["step_time"]
     meta_config = json.loads((out / LAST_DIR / "config.json").read_text())
     assert meta_config["steps"] == 4
     assert "stopped (steps) at step 4/4" in capsys.readouterr().out

@@ -311,9 +311,7 @@ class Trainer:
         weights, optimiser, RNG and data stream are left as they were. Sets ``compile_seconds``:
         (the compiling turn, the loading turn), as the slowest rank saw them.
         """
-        if self._pending is None:
-            self._pending_state = self.data.state_dict()
-            self._pending = self.data.sample(self.config.batch_size)
+        self._draw_ahead()
         counts = self.data.view_counts
         per_device = torch.cuda.device_count() if self.device.type == "cuda" else 1
         slot = self.info.local_rank // max(1, per_device)  # ranks share GPUs round-robin (resolve_device)
@@ -387,6 +385,12 @@ class Trainer:
             terms["footprint_px"], terms["loss"] = size.detach(), loss.detach()
         return loss, terms
 
+    def _draw_ahead(self) -> None:
+        """Draw the next batch now (if none is waiting), keeping the stream's state from before it."""
+        if self._pending is None:
+            self._pending_state = self.data.state_dict()
+            self._pending = self.data.sample(self.config.batch_size)
+
     def next_batch(self) -> ViewBatch:
         """The next batch of the data stream (drawn ahead by ``train_step(prefetch=True)``)."""
         if self._pending is not None:
@@ -413,9 +417,8 @@ class Trainer:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         t3 = time.monotonic()
-        if prefetch and self._pending is None:
-            self._pending_state = self.data.state_dict()
-            self._pending = self.data.sample(self.config.batch_size)
+        if prefetch:
+            self._draw_ahead()
         t4 = time.monotonic()
         lr = self.optimizer.param_groups[0]["lr"]
         # context_views: this step's view count, averaged over the ranks (each draws its own), so

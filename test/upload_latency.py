@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from ilrm_ros.benchmark import time_cuda
 from ilrm_ros.transfer import upload
 
 SIZES = ((120, 160), (480, 640), (720, 1280))
@@ -29,22 +30,10 @@ def _queue_gpu_work(ms: float, a: torch.Tensor, per_matmul_ms: float) -> None:
         torch.mm(a, a)
 
 
-def _per_matmul_ms(a: torch.Tensor) -> float:
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    for _ in range(3):
-        torch.mm(a, a)
-    start.record()
-    for _ in range(20):
-        torch.mm(a, a)
-    end.record()
-    torch.cuda.synchronize()
-    return start.elapsed_time(end) / 20
-
-
 def main() -> None:
     dev = torch.device("cuda")
     a = torch.randn(4096, 4096, device=dev, dtype=torch.bfloat16)
-    per_mm = _per_matmul_ms(a)
+    per_mm = time_cuda(lambda: torch.mm(a, a), iters=20, warmup=3)
     rows = []
     for h, w in SIZES:
         image = torch.randint(0, 256, (h, w, 3), dtype=torch.uint8)

@@ -174,7 +174,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-gap", type=int, default=None, help=f"max keyframes between context views (default {d.max_gap})"
     )
     g.add_argument("--scene-pool", type=int, default=None, help=f"synthetic rooms in the pool (default {d.scene_pool})")
-    g.add_argument("--scene-group", type=int, default=None, help="samples per room render call (default 4)")
+    g.add_argument(
+        "--scene-group", type=int, default=None, help="samples drawn from one room in a row (default 4)"
+    )
     g.add_argument(
         "--data-workers", type=int, default=None, help="path-planning processes (default -1: auto, 0 on CPU)"
     )

@@ -216,10 +216,12 @@ class SyntheticRoom:
         return Cylinder((0.0, 0.0, float(hz)), float(r), float(hz))
 
     def _build_tensors(self) -> None:
-        """The scene's tables as tensors on the room's device (see :func:`_to_device`)."""
-        tables = self._tables()
-        for name, tensor in _to_device(tables, self.device).items():
-            setattr(self, name, tensor)
+        """The scene's tables on the CPU (kept for renders of several rooms at once) and on the
+        room's device (see :func:`_to_device`)."""
+        self._host_tables = self._tables()
+        tables = _to_device(self._host_tables, self.device)
+        self._lo, self._hi = tables["_lo"], tables["_hi"]
+        self._tables_on_device = _RoomTables.of_room(tables)
 
     def _tables(self) -> dict[str, torch.Tensor]:
         """Shape, primitive and material tables (CPU tensors) keyed by attribute name."""
@@ -253,6 +255,7 @@ class SyntheticRoom:
         out["_p_cs"] = t([(math.cos(y), math.sin(y)) for y in yaws])
         out["_p_cs_world"] = out["_p_cs"] * t([1.0, -1.0])  # local -> world: rotate by +yaw
         out["_p_type"] = t(types, torch.long)
+        out["_p_mat"] = t([0] + [5 + i for i in range(1, len(types))], torch.long)  # material of an object
         m = self.materials
         out["_m_pattern"] = t([x.pattern for x in m], torch.long)
         out["_m_a"] = t([x.color_a for x in m])
@@ -264,6 +267,7 @@ class SyntheticRoom:
         out["_m_damp"] = t([x.detail_amp for x in m])
         out["_m_salt"] = t([x.salt for x in m], torch.long)
         out["_light"] = t(self.light_dir)
+        out["_ambient"], out["_diffuse"] = t(self.ambient), t(self.diffuse)
         out["_axes"] = t([0, 1, 2], torch.long)
         # Constants as 0-d tensors on the device: ``torch.where`` broadcasts them for free (a
         # ``full_like`` or a Python scalar would each cost a kernel launch on CUDA).
@@ -280,7 +284,8 @@ class SyntheticRoom:
     def __getstate__(self) -> dict:
         """Pickles as a CPU room without its tensors (rebuilt on load): planner processes send
         rooms back with their paths, and torch's pickler would share each tensor's memory."""
-        state = {k: v for k, v in self.__dict__.items() if not isinstance(v, torch.Tensor)}
+        derived = ("_host_tables", "_tables_on_device")
+        state = {k: v for k, v in self.__dict__.items() if not isinstance(v, torch.Tensor) and k not in derived}
         state["device"] = torch.device("cpu")
         return state
 
@@ -366,40 +371,144 @@ class SyntheticRoom:
 
         Rays that leave the scene (a camera outside the room) get black and depth 0.
         """
-        K = upload(torch.as_tensor(intrinsics), self.device, torch.float32)
-        T = upload(torch.as_tensor(cam_to_world), self.device, torch.float32)
-        unbatched = T.dim() == 2
-        T = T.reshape(-1, 4, 4)
-        K = K.reshape(-1, 3, 3).expand(T.shape[0], 3, 3)
-        C, N = T.shape[0], height * width
-        ys, xs = torch.meshgrid(
-            torch.arange(height, device=self.device, dtype=torch.float32) + 0.5,
-            torch.arange(width, device=self.device, dtype=torch.float32) + 0.5,
-            indexing="ij",
-        )
-        xs, ys = xs.reshape(1, -1), ys.reshape(1, -1)
-        # Small chunks keep CPU temporaries in cache; CUDA prefers big launches.
-        limit = _MAX_RAYS_PER_CHUNK if self.device.type == "cuda" else _MAX_RAYS_PER_CHUNK_CPU
-        cams = max(1, limit // N)
-        pix = min(N, limit)
-        if cams >= C and pix >= N:  # one chunk (the usual case on CUDA): no copies into a buffer
-            rgb, depth = self._render_rays(K, T, xs, ys)
-            rgb, depth = rgb.reshape(C, height, width, 3), depth.reshape(C, height, width)
-            return (rgb[0], depth[0]) if unbatched else (rgb, depth)
-        rgb = torch.empty(C, N, 3, device=self.device)
-        depth = torch.empty(C, N, device=self.device)
-        for c0 in range(0, C, cams):
-            c1 = min(C, c0 + cams)
-            for p0 in range(0, N, pix):
-                p1 = min(N, p0 + pix)
-                rgb[c0:c1, p0:p1], depth[c0:c1, p0:p1] = self._render_rays(
-                    K[c0:c1], T[c0:c1], xs[:, p0:p1], ys[:, p0:p1]
-                )
-        rgb = rgb.reshape(C, height, width, 3)
-        depth = depth.reshape(C, height, width)
+        unbatched = torch.as_tensor(cam_to_world).dim() == 2
+        rgb, depth = render_rooms([self], None, intrinsics, cam_to_world, height, width)
         return (rgb[0], depth[0]) if unbatched else (rgb, depth)
 
-    def _render_rays(self, K: torch.Tensor, T: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
+
+def render_rooms(
+    rooms: Sequence[SyntheticRoom],
+    room_of_camera: Sequence[int] | np.ndarray | None,
+    intrinsics: torch.Tensor,
+    cam_to_world: torch.Tensor,
+    height: int,
+    width: int,
+    merged: bool | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """RGB ``[C, H, W, 3]`` and z-depth ``[C, H, W]`` of cameras in several rooms: camera ``i``
+    sees ``rooms[room_of_camera[i]]`` (``None``: one room). Each image is bit for bit
+    :meth:`SyntheticRoom.render`'s.
+
+    ``merged`` casts all rooms' rays in one pass over tables padded to the largest room (default:
+    on CUDA, where the renderer is bound by kernel launches, about 400 per pass); otherwise each
+    run of cameras in one room is its own pass (default on the CPU, where padding only adds work).
+    """
+    device = rooms[0].device
+    if any(room.device != device for room in rooms):
+        raise ValueError("render_rooms: the rooms must be on one device")
+    T = upload(torch.as_tensor(cam_to_world), device, torch.float32).reshape(-1, 4, 4)
+    C, N = T.shape[0], height * width
+    K = upload(torch.as_tensor(intrinsics), device, torch.float32).reshape(-1, 3, 3).expand(C, 3, 3)
+    if len(rooms) == 1:
+        tables = rooms[0]._tables_on_device
+    else:
+        index = np.asarray(room_of_camera, dtype=np.int64).reshape(-1)
+        if index.shape != (C,) or index.min() < 0 or index.max() >= len(rooms):
+            raise ValueError(f"render_rooms: room_of_camera needs one index in 0..{len(rooms) - 1} per camera ({C})")
+        if not (device.type == "cuda" if merged is None else merged):
+            starts = np.flatnonzero(np.diff(index, prepend=-1))
+            runs = [(rooms[index[a]], a, b) for a, b in zip(starts, [*starts[1:], C])]
+            parts = [render_rooms([room], None, K[a:b], T[a:b], height, width) for room, a, b in runs]
+            return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        tables = _RoomTables.of_cameras([room._host_tables for room in rooms], index, device)
+    ys, xs = torch.meshgrid(
+        torch.arange(height, device=device, dtype=torch.float32) + 0.5,
+        torch.arange(width, device=device, dtype=torch.float32) + 0.5,
+        indexing="ij",
+    )
+    xs, ys = xs.reshape(1, -1), ys.reshape(1, -1)
+    # Small chunks keep CPU temporaries in cache; CUDA prefers big launches.
+    limit = _MAX_RAYS_PER_CHUNK if device.type == "cuda" else _MAX_RAYS_PER_CHUNK_CPU
+    cams = max(1, limit // N)
+    pix = min(N, limit)
+    if cams >= C and pix >= N:  # one chunk (the usual case on CUDA): no copies into a buffer
+        rgb, depth = tables.render_rays(K, T, xs, ys)
+        return rgb.reshape(C, height, width, 3), depth.reshape(C, height, width)
+    rgb = torch.empty(C, N, 3, device=device)
+    depth = torch.empty(C, N, device=device)
+    for c0 in range(0, C, cams):
+        c1 = min(C, c0 + cams)
+        part = tables.cameras(c0, c1)
+        for p0 in range(0, N, pix):
+            p1 = min(N, p0 + pix)
+            rgb[c0:c1, p0:p1], depth[c0:c1, p0:p1] = part.render_rays(K[c0:c1], T[c0:c1], xs[:, p0:p1], ys[:, p0:p1])
+    return rgb.reshape(C, height, width, 3), depth.reshape(C, height, width)
+
+
+# Hit-test tables: one row per camera (several rooms) or a single row for all (one room).
+_PER_CAMERA = ("lo", "hi", "box_c", "box_h", "box_cs", "box_ok", "sph_c", "sph_r", "sph_ok", "cyl_c", "cyl_r",
+               "cyl_h", "cyl_ok", "slot_prim", "light", "ambient", "diffuse")
+
+
+class _RoomTables:
+    """What the ray caster reads, for one room or for the cameras of several.
+
+    Hit tests read per-camera rows of each kind's primitives (``[C or 1, K, ...]``; with several
+    rooms padded to the largest count, ``*_ok`` masking the padding, and ``slot_prim`` mapping a
+    hit's slot to its primitive). Shading reads primitive and material tables indexed by primitive
+    (with several rooms, the rooms' tables concatenated)."""
+
+    def __init__(self, **tables: torch.Tensor | None) -> None:
+        self.__dict__.update(tables)
+
+    @classmethod
+    def of_room(cls, t: dict[str, torch.Tensor]) -> "_RoomTables":
+        """One room's tables (on its device) as a single broadcast row: no copies."""
+        rows = {k: t["_" + k][None] for k in ("lo", "hi", "box_c", "box_h", "box_cs", "sph_c", "sph_r", "cyl_c",
+                                              "cyl_r", "cyl_h", "light", "ambient", "diffuse")}
+        shared = {k[1:]: v for k, v in t.items() if k.startswith(("_p_", "_m_"))}
+        consts = {k[1:]: t[k] for k in ("_inf", "_zero", "_tiny", "_one", "_minus_one", "_axes")}
+        return cls(**rows, **shared, **consts, box_ok=None, sph_ok=None, cyl_ok=None, slot_prim=None)
+
+    @classmethod
+    def of_cameras(cls, rooms: Sequence[dict[str, torch.Tensor]], index: np.ndarray, device: torch.device):
+        """Tables for cameras in several rooms (``index``: each camera's room), built from the
+        rooms' CPU tables and moved to ``device`` in one packed upload per dtype."""
+        out: dict[str, torch.Tensor] = {}
+        for kind, names in (("box", ("c", "h", "cs")), ("sph", ("c", "r")), ("cyl", ("c", "r", "h"))):
+            counts = [t[f"_{kind}_c"].shape[0] for t in rooms]
+            most = max(counts)
+            out[f"{kind}_ok"] = (torch.arange(most)[None] < torch.tensor(counts)[:, None])[index]
+            for name in names:
+                first = rooms[0][f"_{kind}_{name}"]
+                # padding: a 1-m primitive that rays do hit, so that the mask alone hides it
+                padded = torch.ones((len(rooms), most) + first.shape[1:], dtype=first.dtype)
+                for r, t in enumerate(rooms):
+                    padded[r, : counts[r]] = t[f"_{kind}_{name}"]
+                out[f"{kind}_{name}"] = padded[index]
+        # A hit's slot (room, boxes, spheres, cylinders, each padded) -> global primitive index.
+        n_box, n_sph = out["box_ok"].shape[1], out["sph_ok"].shape[1]
+        slot_prim, p_mat, prim_base, mat_base = [], [], 0, 0
+        for t in rooms:
+            nb, ns, nc = (t[f"_{k}_c"].shape[0] for k in ("box", "sph", "cyl"))
+            slots = torch.full((1 + n_box + n_sph + out["cyl_ok"].shape[1],), prim_base, dtype=torch.long)
+            for start, first, n in ((1, 1, nb), (1 + n_box, 1 + nb, ns), (1 + n_box + n_sph, 1 + nb + ns, nc)):
+                slots[start : start + n] = prim_base + first + torch.arange(n)
+            slot_prim.append(slots)
+            p_mat.append(t["_p_mat"] + mat_base)
+            prim_base += t["_p_type"].shape[0]
+            mat_base += t["_m_pattern"].shape[0]
+        out["slot_prim"] = torch.stack(slot_prim)[index]
+        out["p_mat"] = torch.cat(p_mat)
+        for k in ("lo", "hi", "light", "ambient", "diffuse"):
+            out[k] = torch.stack([t["_" + k] for t in rooms])[index]
+        for k in rooms[0]:
+            if k.startswith(("_p_", "_m_")) and k != "_p_mat":
+                out[k[1:]] = torch.cat([t[k] for t in rooms])
+        for k in ("_inf", "_zero", "_tiny", "_one", "_minus_one", "_axes"):
+            out[k[1:]] = rooms[0][k]
+        return cls(**_to_device(out, device))
+
+    def cameras(self, c0: int, c1: int) -> "_RoomTables":
+        """The tables of cameras ``c0:c1`` (a render chunk)."""
+        part = dict(self.__dict__)
+        for k in _PER_CAMERA:
+            v = part[k]
+            if v is not None and v.shape[0] > 1:
+                part[k] = v[c0:c1]
+        return _RoomTables(**part)
+
+    def render_rays(self, K: torch.Tensor, T: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor):
         """Colour [C, n, 3] and z-depth [C, n] of pixel centres (xs, ys) [1, n] for C cameras."""
         fx, fy, skew = K[:, 0, 0, None], K[:, 1, 1, None], K[:, 0, 1, None]
         cx, cy = K[:, 0, 2, None], K[:, 1, 2, None]
@@ -411,87 +520,93 @@ class SyntheticRoom:
         o = T[:, None, :3, 3]  # [C, 1, 3]
 
         ts = [self._hit_room(o, d)[..., None]]
-        if self.boxes:
+        if self.box_c.shape[1]:
             ts.append(self._hit_boxes(o, d))
-        if self.spheres:
+        if self.sph_c.shape[1]:
             ts.append(self._hit_spheres(o, d))
-        if self.cylinders:
+        if self.cyl_c.shape[1]:
             ts.append(self._hit_cylinders(o, d))
-        t_all = torch.cat(ts, -1)  # [C, N, P]
+        t_all = torch.cat(ts, -1)  # [C, N, slots]
         t_hit, prim = t_all.min(-1)
+        if self.slot_prim is not None:
+            prim = self.slot_prim.gather(1, prim)
         valid = torch.isfinite(t_hit)
-        t_hit = torch.where(valid, t_hit, self._zero)
+        t_hit = torch.where(valid, t_hit, self.zero)
         rgb = self._shade(o + t_hit[..., None] * d, d, prim)
-        rgb = torch.where(valid[..., None], rgb, self._zero)
+        rgb = torch.where(valid[..., None], rgb, self.zero)
         return rgb, t_hit
 
-    # Intersections: o [C, 1, 3], d [C, N, 3] -> t [C, N, K] (inf where missed).
+    # Intersections: o [C, 1, 3], d [C, N, 3] -> t [C, N, K] (inf where missed or padding).
     def _hit_room(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        t = torch.where(d > 0, (self._hi - o) / d, torch.where(d < 0, (self._lo - o) / d, self._inf))
+        t = torch.where(d > 0, (self.hi[:, None] - o) / d, torch.where(d < 0, (self.lo[:, None] - o) / d, self.inf))
         t = t.amin(-1)
-        return torch.where(t > _EPS_T, t, self._inf)
+        return torch.where(t > _EPS_T, t, self.inf)
 
     @staticmethod
     def _to_local(v: torch.Tensor, cs: torch.Tensor) -> torch.Tensor:
         c, s = cs[..., 0], cs[..., 1]
         return torch.stack([c * v[..., 0] + s * v[..., 1], -s * v[..., 0] + c * v[..., 1], v[..., 2]], -1)
 
+    def _missed(self, hit: torch.Tensor, t: torch.Tensor, ok: torch.Tensor | None) -> torch.Tensor:
+        return torch.where(hit if ok is None else hit & ok[:, None], t, self.inf)
+
     def _hit_boxes(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        ol = self._to_local(o[:, :, None, :] - self._box_c, self._box_cs)  # [C, 1, K, 3]
-        dl = self._to_local(d[:, :, None, :].expand(-1, -1, self._box_c.shape[0], -1), self._box_cs)
-        dl = torch.where(dl.abs() < 1e-12, self._tiny, dl)
+        box_c, box_cs = self.box_c[:, None], self.box_cs[:, None]  # [C or 1, 1, K, ...]
+        ol = self._to_local(o[:, :, None, :] - box_c, box_cs)  # [C, 1, K, 3]
+        dl = self._to_local(d[:, :, None, :].expand(-1, -1, self.box_c.shape[1], -1), box_cs)
+        dl = torch.where(dl.abs() < 1e-12, self.tiny, dl)
         inv = 1.0 / dl
-        t1 = (-self._box_h - ol) * inv
-        t2 = (self._box_h - ol) * inv
+        half = self.box_h[:, None]
+        t1 = (-half - ol) * inv
+        t2 = (half - ol) * inv
         tnear = torch.minimum(t1, t2).amax(-1)
         tfar = torch.maximum(t1, t2).amin(-1)
-        hit = (tnear <= tfar) & (tnear > _EPS_T)
-        return torch.where(hit, tnear, self._inf)
+        return self._missed((tnear <= tfar) & (tnear > _EPS_T), tnear, self.box_ok)
 
     def _hit_spheres(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        oc = o[:, :, None, :] - self._sph_c  # [C, 1, K, 3]
+        oc = o[:, :, None, :] - self.sph_c[:, None]  # [C, 1, K, 3]
         a = (d * d).sum(-1, keepdim=True)  # [C, N, 1]
         hb = (oc * d[:, :, None, :]).sum(-1)  # [C, N, K]
-        cc = (oc * oc).sum(-1) - self._sph_r**2  # [C, 1, K]
+        cc = (oc * oc).sum(-1) - self.sph_r[:, None] ** 2  # [C, 1, K]
         disc = hb * hb - a * cc
         sq = disc.clamp_min(0).sqrt()
         t0 = (-hb - sq) / a
         t1 = (-hb + sq) / a
-        t = torch.where(t0 > _EPS_T, t0, torch.where(t1 > _EPS_T, t1, self._inf))
-        return torch.where(disc >= 0, t, self._inf)
+        t = torch.where(t0 > _EPS_T, t0, torch.where(t1 > _EPS_T, t1, self.inf))
+        return self._missed(disc >= 0, t, self.sph_ok)
 
     def _hit_cylinders(self, o: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
-        oc = o[:, :, None, :] - self._cyl_c  # [C, 1, K, 3]
+        oc = o[:, :, None, :] - self.cyl_c[:, None]  # [C, 1, K, 3]
         dx, dy, dz = d[..., 0, None], d[..., 1, None], d[..., 2, None]  # [C, N, 1]
         ox, oy, oz = oc[..., 0], oc[..., 1], oc[..., 2]
-        r2, hz = self._cyl_r**2, self._cyl_h
+        r2, hz = self.cyl_r[:, None] ** 2, self.cyl_h[:, None]
         a = (dx * dx + dy * dy).clamp_min(1e-12)
         hb = ox * dx + oy * dy
         disc = hb * hb - a * (ox * ox + oy * oy - r2)
         ts = (-hb - disc.clamp_min(0).sqrt()) / a
         side_ok = (disc >= 0) & (ts > _EPS_T) & ((oz + ts * dz).abs() <= hz)
-        t = torch.where(side_ok, ts, self._inf)
-        dz_safe = torch.where(dz.abs() < 1e-12, self._tiny, dz)
+        t = torch.where(side_ok, ts, self.inf)
+        dz_safe = torch.where(dz.abs() < 1e-12, self.tiny, dz)
         for sign in (-1.0, 1.0):
             tc = (sign * hz - oz) / dz_safe
             px, py = ox + tc * dx, oy + tc * dy
             cap_ok = (tc > _EPS_T) & (px * px + py * py <= r2)
-            t = torch.minimum(t, torch.where(cap_ok, tc, self._inf))
-        return t
+            t = torch.minimum(t, torch.where(cap_ok, tc, self.inf))
+        return t if self.cyl_ok is None else torch.where(self.cyl_ok[:, None], t, self.inf)
 
     def _shade(self, p: torch.Tensor, d: torch.Tensor, prim: torch.Tensor) -> torch.Tensor:
         """Albedo from the hit surface's procedural texture times Lambert lighting."""
-        ptype = self._p_type[prim]
-        cs = self._p_cs[prim]
-        half = self._p_half[prim]
-        loc = self._to_local(p - self._p_center[prim], cs)
+        ptype = self.p_type[prim]
+        cs = self.p_cs[prim]
+        half = self.p_half[prim]
+        loc = self._to_local(p - self.p_center[prim], cs)
         lx, ly, lz = loc.unbind(-1)
         q = loc / half
         # Box-like (room, boxes): the face is the axis where |q| is largest.
         axis = q.abs().argmax(-1)
         qa = torch.gather(q, -1, axis[..., None])[..., 0]
-        sgn = torch.where(qa >= 0, self._one, self._minus_one)
-        n_box = (axis[..., None] == self._axes).to(p.dtype) * sgn[..., None]  # one_hot without its checks
+        sgn = torch.where(qa >= 0, self.one, self.minus_one)
+        n_box = (axis[..., None] == self.axes).to(p.dtype) * sgn[..., None]  # one_hot without its checks
         # Sphere.
         n_sph = loc / loc.norm(dim=-1, keepdim=True).clamp_min(1e-9)
         # Cylinder: cap when |q_z| beats the radial coordinate.
@@ -499,7 +614,7 @@ class SyntheticRoom:
         cap = q[..., 2].abs() > radial
         rxy = torch.sqrt(lx * lx + ly * ly).clamp_min(1e-9)
         n_side = torch.stack([lx / rxy, ly / rxy, torch.zeros_like(lx)], -1)
-        cap_sign = torch.where(q[..., 2] >= 0, self._one, self._minus_one)
+        cap_sign = torch.where(q[..., 2] >= 0, self.one, self.minus_one)
         n_cap = torch.stack([torch.zeros_like(lx), torch.zeros_like(lx), cap_sign], -1)
         n_cyl = torch.where(cap[..., None], n_cap, n_side)
         is_box = (ptype == _ROOM) | (ptype == _BOX)
@@ -514,27 +629,27 @@ class SyntheticRoom:
         u = torch.where(is_box, u_box, torch.where(ptype == _SPHERE, u_sph, u_cyl))
         v = torch.where(is_box, v_box, torch.where(ptype == _SPHERE, v_sph, v_cyl))
 
-        # Material: room faces 0..5 by normal, objects 6.. by primitive index.
+        # Material: a room's faces 0..5 by normal (after its material base), its objects by primitive.
         upper = (sgn > 0).long()  # == torch.where(sgn > 0, CEILING, FLOOR), as CEILING = 1 and FLOOR = 0
         face = torch.where(axis == 2, upper, 2 + 2 * axis + upper)
-        mat = torch.where(ptype == _ROOM, face, prim + 5)
-        mcs = self._m_cs[mat]
-        scale = self._m_scale[mat]
+        mat = self.p_mat[prim] + face * (ptype == _ROOM)
+        mcs = self.m_cs[mat]
+        scale = self.m_scale[mat]
         su = (mcs[..., 0] * u + mcs[..., 1] * v) / scale
         sv = (-mcs[..., 1] * u + mcs[..., 0] * v) / scale
-        salt = self._m_salt[mat]
-        fq = self._m_dfreq[mat]
+        salt = self.m_salt[mat]
+        fq = self.m_dfreq[mat]
         w, detail = textures.surface_texture(
-            self._m_pattern[mat], su, sv, salt, self._m_grout[mat], u * fq, v * fq, salt + 31, detail_octaves=2
+            self.m_pattern[mat], su, sv, salt, self.m_grout[mat], u * fq, v * fq, salt + 31, detail_octaves=2
         )
-        albedo = torch.lerp(self._m_a[mat], self._m_b[mat], w[..., None])
-        albedo = albedo * (1.0 + 2.0 * self._m_damp[mat] * (detail - 0.5))[..., None]
+        albedo = torch.lerp(self.m_a[mat], self.m_b[mat], w[..., None])
+        albedo = albedo * (1.0 + 2.0 * self.m_damp[mat] * (detail - 0.5))[..., None]
 
         # Lambert: world normal facing the camera, one directional light plus ambient.
-        n = self._to_local(n_loc, self._p_cs_world[prim])  # local -> world: rotate by +yaw
+        n = self._to_local(n_loc, self.p_cs_world[prim])  # local -> world: rotate by +yaw
         n = torch.where(((n * d).sum(-1) > 0)[..., None], -n, n)
-        lam = (n * self._light).sum(-1).clamp_min(0)
-        return (albedo * (self.ambient + self.diffuse * lam)[..., None]).clamp(0.0, 1.0)
+        lam = (n * self.light[:, None]).sum(-1).clamp_min(0)
+        return (albedo * (self.ambient[:, None] + self.diffuse[:, None] * lam)[..., None]).clamp(0.0, 1.0)
 
 
 def _to_device(tables: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

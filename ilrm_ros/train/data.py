@@ -152,34 +152,60 @@ def make_synthetic_scene(
 def render_views(
     scene: SyntheticScene, choices: ViewChoice | Sequence[ViewChoice], height: int, width: int, with_depth: bool = True
 ) -> ViewBatch:
-    """Render view choices of one scene (one ``room.render`` call) into a :class:`ViewBatch` of
-    ``len(choices)`` samples on the room's device; the choices must share their view counts."""
-    from ilrm_ros.synthetic import default_intrinsics
-
+    """Render view choices of one scene into a :class:`ViewBatch` of ``len(choices)`` samples on
+    the room's device; the choices must share their view counts."""
     choices = [choices] if isinstance(choices, ViewChoice) else list(choices)
+    return render_view_groups([(scene, choices)], height, width, with_depth)
+
+
+def render_view_groups(
+    groups: Sequence[tuple[SyntheticScene, Sequence[ViewChoice]]], height: int, width: int, with_depth: bool = True
+) -> ViewBatch:
+    """Render groups of view choices, each of its own scene, with one
+    :func:`~ilrm_ros.synthetic.room.render_rooms` call (one pass over all rooms on CUDA) into one
+    :class:`ViewBatch`, samples in group order; all choices must share their view counts."""
+    from ilrm_ros.synthetic import default_intrinsics
+    from ilrm_ros.synthetic.room import render_rooms
+
+    choices = [c for _, group in groups for c in group]
     v, t = len(choices[0].context), len(choices[0].targets)
-    idx = np.concatenate([np.concatenate([c.context, c.targets]) for c in choices])
-    # Inputs go to the room's device once, asynchronously (no host sync; see ``upload``).
-    device = scene.room.device
-    K = upload(default_intrinsics(width, height, scene.path.hfov_deg), device, torch.float32).expand(len(idx), 3, 3)
-    c2w = upload(torch.from_numpy(scene.path.cam_to_world[idx]), device, torch.float32)
+    if any((len(c.context), len(c.targets)) != (v, t) for c in choices):
+        raise ValueError("render_view_groups: every choice needs the same context and target counts")
+    per_group = [len(group) * (v + t) for _, group in groups]
+    K, c2w = [], []
+    for (scene, group), n in zip(groups, per_group):
+        K.append(default_intrinsics(width, height, scene.path.hfov_deg).numpy()[None].repeat(n, 0))
+        c2w.append(scene.path.cam_to_world[np.concatenate([np.concatenate([c.context, c.targets]) for c in group])])
+    K, c2w = np.concatenate(K), np.concatenate(c2w)
+    # Inputs go to the rooms' device once, asynchronously (no host sync; see ``upload``).
+    device = groups[0][0].room.device
+    K = upload(torch.from_numpy(K), device, torch.float32)
+    c2w = upload(torch.from_numpy(c2w), device, torch.float32)
     beyond = upload(torch.from_numpy(np.stack([c.beyond for c in choices])), device)
-    rgb, depth = scene.room.render(K, c2w, height, width)
+    rooms = [scene.room for scene, _ in groups]
+    rgb, depth = render_rooms(rooms, np.repeat(np.arange(len(groups)), per_group), K, c2w, height, width)
     b = len(choices)
     images = rgb.reshape(b, v + t, height, width, 3).permute(0, 1, 4, 2, 3)  # a view: one copy per part below
     K = K.reshape(b, v + t, 3, 3)
     c2w = c2w.reshape(b, v + t, 4, 4)
     depth = depth.reshape(b, v + t, height, width)
+    ctx, tgt = slice(None, v), slice(v, None)
+
+    def part(x: torch.Tensor, views: slice) -> torch.Tensor:
+        # an own copy with standard strides, also for one sample (where ``contiguous`` keeps the
+        # slice's strides, which a compiled model's guards take for a new input)
+        return x[:, views].clone(memory_format=torch.contiguous_format)
+
     return ViewBatch(
-        context_images=images[:, :v].contiguous(),
-        context_intrinsics=K[:, :v].contiguous(),
-        context_cam_to_world=c2w[:, :v].contiguous(),
-        target_images=images[:, v:].contiguous(),
-        target_intrinsics=K[:, v:].contiguous(),
-        target_cam_to_world=c2w[:, v:].contiguous(),
+        context_images=part(images, ctx),
+        context_intrinsics=part(K, ctx),
+        context_cam_to_world=part(c2w, ctx),
+        target_images=part(images, tgt),
+        target_intrinsics=part(K, tgt),
+        target_cam_to_world=part(c2w, tgt),
         target_beyond=beyond,
-        target_depth=depth[:, v:].contiguous() if with_depth else None,
-        context_depth=depth[:, :v].contiguous() if with_depth else None,
+        target_depth=part(depth, tgt) if with_depth else None,
+        context_depth=part(depth, ctx) if with_depth else None,
     )
 
 
@@ -294,8 +320,8 @@ class SyntheticSource:
                 if k not in self._scenes and k not in self._plans:
                     self._plans[k] = self._executor.submit(_plan_with_fallback, self.scene_seed(k), self.seeds)
 
-    def _draw(self, count: int, views: int) -> ViewBatch:
-        """``count`` samples of one random pool scene, each with ``views`` context views."""
+    def _draw(self, count: int, views: int) -> tuple[SyntheticScene, list[ViewChoice]]:
+        """A random pool scene and ``count`` view choices in it, each with ``views`` context views."""
         scene = self._scene(self.next_scene - self.pool_size + int(self.rng.integers(self.pool_size)))
         choices = []
         while len(choices) < count:
@@ -317,17 +343,17 @@ class SyntheticSource:
             if self.samples % self.samples_per_scene == 0:
                 self.next_scene += 1
         self._maintain()
-        return render_views(scene, choices, self.height, self.width, self.with_depth)
+        return scene, choices
 
     def sample(self, batch_size: int) -> ViewBatch:
-        """The next ``batch_size`` samples, stacked."""
+        """The next ``batch_size`` samples: their groups drawn in turn, then rendered in one pass."""
         self._maintain()
         views = _draw_view_count(self.rng, self.view_counts)
-        parts, left = [], batch_size
+        groups, left = [], batch_size
         while left > 0:
-            parts.append(self._draw(min(self.group, left), views))
-            left -= parts[-1].context_images.shape[0]
-        return ViewBatch.stack(parts)
+            groups.append(self._draw(min(self.group, left), views))
+            left -= len(groups[-1][1])
+        return render_view_groups(groups, self.height, self.width, self.with_depth)
 
     def reseed(self, offset: int) -> None:
         """Switch to another random stream (a resume with a different number of ranks)."""

@@ -2,10 +2,10 @@
 
     .venv/bin/python test/synthetic/count_generator_ops.py [--batch 32] [--groups 4 8 16 32]
 
-Runs on the CPU with the CUDA path's chunking (one chunk per room render call), so the count is
-that of a GPU run: on the GPU each operation is roughly one kernel launch on the host, and the
-training step is bound by the host (docs/training.md). View operations (select, slice, ...) are
-counted too, so this is an upper bound on launches; compare the groups with each other.
+Runs on the CPU with the CUDA path's chunking and its merged pass over a batch's rooms
+(``render_rooms(merged=True)``), so the count is that of a GPU run: on the GPU each operation is
+roughly one kernel launch on the host. View operations (select, slice, ...) are counted too, so
+this is an upper bound on launches; compare runs with each other (docs/training.md).
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--groups", type=int, nargs="+", default=[4, 8, 16, 32])
     args = parser.parse_args()
-    room._MAX_RAYS_PER_CHUNK_CPU = room._MAX_RAYS_PER_CHUNK  # the CUDA path: one chunk per render call
+    room._MAX_RAYS_PER_CHUNK_CPU = room._MAX_RAYS_PER_CHUNK  # the CUDA path's chunks
+    render_rooms = room.render_rooms
+    room.render_rooms = lambda *a, **k: render_rooms(*a, **{**k, "merged": True})  # and its merged pass
     for group in args.groups:
         src = SyntheticSource(128, 128, num_views=2, num_targets=4, seed=5, group=group)
         src.sample(args.batch)  # the first batch also builds the scene pool

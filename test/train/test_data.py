@@ -61,6 +61,21 @@ def test_context_targets_are_context_frames_and_leave_the_default_stream_alone()
         sample_views(np.random.default_rng(0), 100, kf, num_views=2, num_targets=4, context_targets=-1)
 
 
+def test_view_groups_render_as_their_groups_do_alone():
+    """A batch's groups of samples (each of its own scene) rendered in one call equal the groups
+    rendered one by one and stacked: the batch a training step sees does not depend on the pass."""
+    from ilrm_ros.train.data import ViewBatch, render_view_groups, render_views
+
+    src = SyntheticSource(24, 32, num_views=2, num_targets=2, seed=4, pool_size=3, samples_per_scene=2, group=2)
+    groups = [src._draw(2, 3) for _ in range(3)] + [src._draw(1, 3)]
+    assert len({id(scene) for scene, _ in groups}) > 1
+    together = render_view_groups(groups, 24, 32)
+    alone = ViewBatch.stack([render_views(scene, choices, 24, 32) for scene, choices in groups])
+    for name, value in vars(together).items():
+        assert torch.equal(value, getattr(alone, name)), name
+    assert together.context_images.shape == (7, 3, 3, 24, 32)
+
+
 def test_synthetic_source_shapes_and_resumable_stream():
     src = SyntheticSource(32, 48, num_views=2, num_targets=3, seed=1, pool_size=2, samples_per_scene=1)
     b = src.sample(2)

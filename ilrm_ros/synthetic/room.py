@@ -421,7 +421,7 @@ def render_rooms(
     limit = _MAX_RAYS_PER_CHUNK if device.type == "cuda" else _MAX_RAYS_PER_CHUNK_CPU
     cams = max(1, limit // N)
     pix = min(N, limit)
-    if cams >= C and pix >= N:  # one chunk (the usual case on CUDA): no copies into a buffer
+    if cams >= C and pix >= N:  # one chunk (one room's window on CUDA): no copies into a buffer
         rgb, depth = tables.render_rays(K, T, xs, ys)
         return rgb.reshape(C, height, width, 3), depth.reshape(C, height, width)
     rgb = torch.empty(C, N, 3, device=device)

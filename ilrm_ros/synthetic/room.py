@@ -435,9 +435,11 @@ def render_rooms(
     return rgb.reshape(C, height, width, 3), depth.reshape(C, height, width)
 
 
-# Hit-test tables: one row per camera (several rooms) or a single row for all (one room).
+# Hit-test tables: one row per camera (several rooms) or a single row for all (one room). A room
+# has no ``*_ok`` masks and no ``slot_prim`` (its hit slots are its primitives).
 _PER_CAMERA = ("lo", "hi", "box_c", "box_h", "box_cs", "box_ok", "sph_c", "sph_r", "sph_ok", "cyl_c", "cyl_r",
                "cyl_h", "cyl_ok", "slot_prim", "light", "ambient", "diffuse")
+_CONSTANTS = ("_inf", "_zero", "_tiny", "_one", "_minus_one", "_axes")
 
 
 class _RoomTables:
@@ -454,11 +456,9 @@ class _RoomTables:
     @classmethod
     def of_room(cls, t: dict[str, torch.Tensor]) -> "_RoomTables":
         """One room's tables (on its device) as a single broadcast row: no copies."""
-        rows = {k: t["_" + k][None] for k in ("lo", "hi", "box_c", "box_h", "box_cs", "sph_c", "sph_r", "cyl_c",
-                                              "cyl_r", "cyl_h", "light", "ambient", "diffuse")}
-        shared = {k[1:]: v for k, v in t.items() if k.startswith(("_p_", "_m_"))}
-        consts = {k[1:]: t[k] for k in ("_inf", "_zero", "_tiny", "_one", "_minus_one", "_axes")}
-        return cls(**rows, **shared, **consts, box_ok=None, sph_ok=None, cyl_ok=None, slot_prim=None)
+        rows = {k: t["_" + k][None] if "_" + k in t else None for k in _PER_CAMERA}
+        shared = {k[1:]: v for k, v in t.items() if k.startswith(("_p_", "_m_")) or k in _CONSTANTS}
+        return cls(**rows, **shared)
 
     @classmethod
     def of_cameras(cls, rooms: Sequence[dict[str, torch.Tensor]], index: np.ndarray, device: torch.device):
@@ -495,7 +495,7 @@ class _RoomTables:
         for k in rooms[0]:
             if k.startswith(("_p_", "_m_")) and k != "_p_mat":
                 out[k[1:]] = torch.cat([t[k] for t in rooms])
-        for k in ("_inf", "_zero", "_tiny", "_one", "_minus_one", "_axes"):
+        for k in _CONSTANTS:
             out[k[1:]] = rooms[0][k]
         return cls(**_to_device(out, device))
 

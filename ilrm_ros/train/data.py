@@ -159,11 +159,16 @@ def render_views(
 
 
 def render_view_groups(
-    groups: Sequence[tuple[SyntheticScene, Sequence[ViewChoice]]], height: int, width: int, with_depth: bool = True
+    groups: Sequence[tuple[SyntheticScene, Sequence[ViewChoice]]],
+    height: int,
+    width: int,
+    with_depth: bool = True,
+    merged: bool | None = None,
 ) -> ViewBatch:
     """Render groups of view choices, each of its own scene, with one
-    :func:`~ilrm_ros.synthetic.room.render_rooms` call (one pass over all rooms on CUDA) into one
-    :class:`ViewBatch`, samples in group order; all choices must share their view counts."""
+    :func:`~ilrm_ros.synthetic.room.render_rooms` call (``merged``: one pass over all rooms, by
+    default on CUDA) into one :class:`ViewBatch`, samples in group order; all choices must share
+    their view counts."""
     from ilrm_ros.synthetic import default_intrinsics
     from ilrm_ros.synthetic.room import render_rooms
 
@@ -183,7 +188,7 @@ def render_view_groups(
     c2w = upload(torch.from_numpy(c2w), device, torch.float32)
     beyond = upload(torch.from_numpy(np.stack([c.beyond for c in choices])), device)
     rooms = [scene.room for scene, _ in groups]
-    rgb, depth = render_rooms(rooms, np.repeat(np.arange(len(groups)), per_group), K, c2w, height, width)
+    rgb, depth = render_rooms(rooms, np.repeat(np.arange(len(groups)), per_group), K, c2w, height, width, merged)
     b = len(choices)
     images = rgb.reshape(b, v + t, height, width, 3).permute(0, 1, 4, 2, 3)  # a view: one copy per part below
     K = K.reshape(b, v + t, 3, 3)

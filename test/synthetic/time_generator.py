@@ -20,43 +20,40 @@ import time
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-import ilrm_ros.synthetic.room as room
 from ilrm_ros.train.data import SyntheticSource, render_view_groups
 
 
 def _measure(groups, device: torch.device, merged: bool) -> dict:
-    render_rooms = room.render_rooms
-    room.render_rooms = lambda *a, **k: render_rooms(*a, **{**k, "merged": merged})
-    try:
-        cuda = device.type == "cuda"
-        sync = torch.cuda.synchronize if cuda else (lambda: None)
-        for _ in range(5):
-            render_view_groups(groups, 128, 128)
+    def render() -> None:
+        render_view_groups(groups, 128, 128, merged=merged)
+
+    cuda = device.type == "cuda"
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    for _ in range(5):
+        render()
+    sync()
+    host, done = [], []
+    for _ in range(30):
+        t0 = time.perf_counter()
+        render()
+        host.append(time.perf_counter() - t0)
         sync()
-        host, done = [], []
-        for _ in range(30):
-            t0 = time.perf_counter()
-            render_view_groups(groups, 128, 128)
-            host.append(time.perf_counter() - t0)
+        done.append(time.perf_counter() - t0)
+    row = {"merged": merged, "host_ms": 1e3 * statistics.median(host), "done_ms": 1e3 * statistics.median(done)}
+    if cuda:
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                render()
             sync()
-            done.append(time.perf_counter() - t0)
-        row = {"merged": merged, "host_ms": 1e3 * statistics.median(host), "done_ms": 1e3 * statistics.median(done)}
-        if cuda:
-            with profile(activities=[ProfilerActivity.CUDA]) as prof:
-                for _ in range(3):
-                    render_view_groups(groups, 128, 128)
-                sync()
-            gpu = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
-            row["kernels"] = sum(e.count for e in gpu) / 3
-            row["gpu_ms"] = sum(e.self_device_time_total for e in gpu) / 3 / 1e3
-            torch.cuda.reset_peak_memory_stats()
-            before = torch.cuda.memory_allocated()
-            render_view_groups(groups, 128, 128)
-            sync()
-            row["peak_added_mib"] = (torch.cuda.max_memory_allocated() - before) / 2**20
-        return row
-    finally:
-        room.render_rooms = render_rooms
+        gpu = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA]
+        row["kernels"] = sum(e.count for e in gpu) / 3
+        row["gpu_ms"] = sum(e.self_device_time_total for e in gpu) / 3 / 1e3
+        torch.cuda.reset_peak_memory_stats()
+        before = torch.cuda.memory_allocated()
+        render()
+        sync()
+        row["peak_added_mib"] = (torch.cuda.max_memory_allocated() - before) / 2**20
+    return row
 
 
 def main() -> None:

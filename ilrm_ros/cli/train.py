@@ -53,6 +53,7 @@ _CONFIG_OPTIONS = (
     "depth_weight",
     "gaussian_depth_weight",
     "footprint_weight",
+    "footprint_floor",
     "max_gap",
     "scene_pool",
     "samples_per_scene",
@@ -65,15 +66,25 @@ _CONFIG_OPTIONS = (
 )
 
 
-def _fraction(text: str) -> float:
-    """A number in [0, 1]."""
+def _number(text: str, low: float, high: float) -> float:
+    """A number in [low, high]."""
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{value} is not in [0, 1]")
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{value} is not in [{low:g}, {high:g}]")
     return value
+
+
+def _fraction(text: str) -> float:
+    """A number in [0, 1]."""
+    return _number(text, 0.0, 1.0)
+
+
+def _non_negative(text: str) -> float:
+    """A number of 0 or more."""
+    return _number(text, 0.0, float("inf"))
 
 
 def _resolution(text: str) -> tuple[int, int]:
@@ -220,6 +231,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="weight of the term on the Gaussians' opacity-weighted footprint in pixels, which asks for "
         "smaller splats (default 0; experimental: 0.001 cost 0.17 dB, docs/training.md chunk 16)",
+    )
+    g.add_argument(
+        "--footprint-floor",
+        type=_non_negative,
+        default=None,
+        metavar="PX",
+        help="with --footprint-weight: footprints up to PX pixels go free, only the part above counts "
+        "(default 0: all of it; untried on a GPU)",
     )
     g.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     g = parser.add_argument_group("output")

@@ -54,20 +54,25 @@ def gaussian_depth_l1(means: torch.Tensor, cam_to_world: torch.Tensor, depth: to
 
 def gaussian_footprint_px(
     scales: torch.Tensor, opacities: torch.Tensor, means: torch.Tensor, intrinsics: torch.Tensor,
-    cam_to_world: torch.Tensor, height: int, width: int,
+    cam_to_world: torch.Tensor, height: int, width: int, floor_px: float = 0.0,
 ) -> torch.Tensor:
-    """Opacity-weighted mean footprint, in pixels, of pixel-aligned Gaussians at their own camera.
+    """Opacity-weighted mean footprint, in pixels, of pixel-aligned Gaussians at their own camera,
+    counting only what lies above ``floor_px``.
 
     The footprint is a Gaussian's largest standard deviation times its camera's focal length over
     its depth there. Only the scales get a gradient (opacity and depth are held fixed): the term
     asks for smaller splats, never for fainter or farther ones, so the picture has to come from more
-    of them being turned on. ``scales [B, N, 3]``, ``opacities [B, N]``, ``means [B, N, 3]``,
-    ``intrinsics [B, V, 3, 3]``, ``cam_to_world [B, V, 4, 4]``, with N = V * height * width.
+    of them being turned on. With a floor, splats at or below it go free, so the cheapest answer is
+    no longer a vanishing splat (chunk 16 in docs/training.md). ``scales [B, N, 3]``,
+    ``opacities [B, N]``, ``means [B, N, 3]``, ``intrinsics [B, V, 3, 3]``, ``cam_to_world [B, V,
+    4, 4]``, with N = V * height * width.
     """
     b, v = cam_to_world.shape[:2]
     z = _own_camera_z(means.detach(), cam_to_world, height, width).reshape(b, v, -1)
     focal = intrinsics[..., 0, 0].float()[:, :, None]
     size = scales.float().amax(-1).reshape(b, v, -1) * focal / z.clamp_min(1e-3)
+    if floor_px > 0:
+        size = (size - floor_px).clamp_min(0.0)
     weight = opacities.detach().float().reshape(b, v, -1)
     return (size * weight).sum() / weight.sum().clamp_min(1e-6)
 

@@ -84,6 +84,7 @@ class TrainConfig:
     depth_weight: float = 0.0
     gaussian_depth_weight: float = 0.0
     footprint_weight: float = 0.0
+    footprint_floor: float = 0.0
     max_gap: int = 3
     beyond_fraction: float = 0.5
     context_targets: int = 0
@@ -379,7 +380,7 @@ class Trainer:
         if c.footprint_weight > 0:
             size = gaussian_footprint_px(
                 gaussians.scales, gaussians.opacities, gaussians.means, batch.context_intrinsics, ctx_c2w,
-                *batch.context_images.shape[-2:],
+                *batch.context_images.shape[-2:], floor_px=c.footprint_floor,
             )
             loss = loss + c.footprint_weight * size
             terms["footprint_px"], terms["loss"] = size.detach(), loss.detach()

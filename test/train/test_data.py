@@ -180,6 +180,31 @@ def test_footprint_term_is_opacity_weighted_pixels_and_only_shrinks_splats():
     assert (scales.grad[0, :4, 1] > 0).all() and not scales.grad[0, 4:].any() and not scales.grad[..., 0].any()
 
 
+def test_footprint_floor_counts_only_the_part_above_it():
+    """With ``floor_px``, splats at or below the floor add nothing and get no gradient; the rest
+    count by their excess over it, weighted by opacity as before."""
+    src = SyntheticSource(8, 12, num_views=2, num_targets=1, seed=3, pool_size=1)
+    b = src.sample(1)
+    src.close()
+    K, c2w, depth = b.context_intrinsics, b.context_cam_to_world, b.context_depth
+    n = depth.numel()
+    means = backproject(K[0], c2w[0], depth[0]).float().reshape(1, n, 3)
+    focal, z = K[0, :, 0, 0].repeat_interleave(8 * 12), depth.reshape(-1)
+    px = torch.linspace(0.2, 4.0, n)  # footprints from 0.2 to 4 pixels
+    scales = (px * z / focal)[None, :, None].repeat(1, 1, 3).requires_grad_()
+    opacities = torch.rand(1, n, generator=torch.Generator().manual_seed(0))
+    size = gaussian_footprint_px(scales, opacities, means, K, c2w, 8, 12, floor_px=1.5)
+    w = opacities[0]
+    expected = ((px - 1.5).clamp_min(0) * w).sum() / w.sum()
+    assert float(size) == pytest.approx(float(expected), rel=1e-4)
+    assert float(size) < float(gaussian_footprint_px(scales, opacities, means, K, c2w, 8, 12)) - 1.0
+    size.backward()
+    grad = scales.grad[0].abs().sum(-1)
+    assert not grad[px < 1.49].any() and (grad[px > 1.51] > 0).all()
+    none = gaussian_footprint_px(scales, opacities, means, K, c2w, 8, 12, floor_px=5.0)
+    assert float(none) == 0.0
+
+
 def test_warmup_cosine_schedule():
     assert warmup_cosine(0, 100, 10) == pytest.approx(0.1)
     assert warmup_cosine(9, 100, 10) == pytest.approx(1.0)

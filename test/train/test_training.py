@@ -232,8 +232,11 @@ def test_footprint_weight_shrinks_the_splats(tmp_path):
     from ilrm_ros.cli import build_parser
     from ilrm_ros.cli.train import resolve_config
 
-    argv = ["train", "--out", str(tmp_path / "cli"), "--footprint-weight", "0.5"]
-    assert resolve_config(build_parser("train").parse_args(argv))[0].footprint_weight == 0.5
+    argv = ["train", "--out", str(tmp_path / "cli"), "--footprint-weight", "0.5", "--footprint-floor", "1"]
+    config = resolve_config(build_parser("train").parse_args(argv))[0]
+    assert (config.footprint_weight, config.footprint_floor) == (0.5, 1.0)
+    with pytest.raises(SystemExit):
+        build_parser("train").parse_args(["train", "--footprint-floor", "-1"])
 
     def footprint_after(weight: float) -> tuple[float, dict]:
         trainer = Trainer(tiny_config(footprint_weight=weight, steps=12), tmp_path / str(weight), device="cpu")
@@ -244,7 +247,10 @@ def test_footprint_weight_shrinks_the_splats(tmp_path):
         trainer.config = dataclasses.replace(trainer.config, footprint_weight=1.0)  # to measure it
         with torch.no_grad():
             _, terms = trainer.forward_loss(batch)
+            trainer.config = dataclasses.replace(trainer.config, footprint_floor=1e6)  # every splat under it
+            _, floored = trainer.forward_loss(batch)
         trainer.close()
+        assert float(floored["footprint_px"]) == 0.0 < float(terms["footprint_px"])
         return float(terms["footprint_px"]), first
 
     plain, first = footprint_after(0.0)

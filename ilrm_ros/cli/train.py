@@ -238,7 +238,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PX",
         help="with --footprint-weight: footprints up to PX pixels go free, only the part above counts "
-        "(default 0: all of it; untried on a GPU)",
+        "(default 0: all of it; no GPU result yet)",
     )
     g.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     g = parser.add_argument_group("output")

@@ -490,8 +490,9 @@ class _RoomTables:
             mat_base += t["_m_pattern"].shape[0]
         out["slot_prim"] = torch.stack(slot_prim)[index]
         out["p_mat"] = torch.cat(p_mat)
-        for k in ("lo", "hi", "light", "ambient", "diffuse"):
-            out[k] = torch.stack([t["_" + k] for t in rooms])[index]
+        for k in _PER_CAMERA:
+            if k not in out:  # a room's own row (bounds, lighting): one per camera
+                out[k] = torch.stack([t["_" + k] for t in rooms])[index]
         for k in rooms[0]:
             if k.startswith(("_p_", "_m_")) and k != "_p_mat":
                 out[k[1:]] = torch.cat([t[k] for t in rooms])

@@ -49,6 +49,7 @@ _CONFIG_OPTIONS = (
     "context_targets",
     "beyond_fraction",
     "resolution",
+    "rgb_loss",
     "ssim_weight",
     "depth_weight",
     "gaussian_depth_weight",
@@ -102,6 +103,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ilrm_ros.train.losses import RGB_LOSSES
     from ilrm_ros.train.trainer import FIT_AFTER, FIT_EVERY, TrainConfig
 
     d = TrainConfig()
@@ -215,6 +217,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--min-lr-ratio", type=float, default=None, help=f"final lr / peak lr (default {d.min_lr_ratio})")
     g.add_argument("--weight-decay", type=float, default=None, help=f"AdamW weight decay (default {d.weight_decay})")
     g.add_argument("--grad-clip", type=float, default=None, help=f"gradient-norm clip (default {d.grad_clip})")
+    g.add_argument(
+        "--rgb-loss",
+        choices=RGB_LOSSES,
+        default=None,
+        help="colour term: mse over all pixels (default), or psnr: each target image's MSE weighted so the "
+        "gradient is that of the mean per-image PSNR (experimental: from v22 it traded views beyond the "
+        "context for those between, docs/training.md chunk 24)",
+    )
     g.add_argument("--ssim-weight", type=float, default=None, help="weight of the (1 - SSIM) term (default 0)")
     g.add_argument(
         "--depth-weight", type=float, default=None, help="weight of the depth L1 term, synthetic only (default 0)"
@@ -238,7 +248,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PX",
         help="with --footprint-weight: footprints up to PX pixels go free, only the part above counts "
-        "(default 0: all of it; no GPU result yet)",
+        "(default 0: all of it; 1 px at weight 1e-4: +0.03 dB over a control, docs/training.md chunk 24)",
     )
     g.add_argument("--seed", type=int, default=None, help=f"random seed (default {d.seed})")
     g = parser.add_argument_group("output")

@@ -8,6 +8,8 @@ from pytorch_msssim import ssim
 
 from ilrm_ros.geometry import world_to_camera
 
+RGB_LOSSES = ("mse", "psnr")
+
 
 def render_loss(
     pred_rgb: torch.Tensor,
@@ -16,17 +18,33 @@ def render_loss(
     target_depth: torch.Tensor | None = None,
     ssim_weight: float = 0.0,
     depth_weight: float = 0.0,
+    rgb_loss: str = "mse",
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total loss and its terms (detached scalar tensors, so reading them is one sync) for rendered views.
 
-    pred_rgb / target_rgb: ``[N, H, W, 3]`` in [0, 1]. Loss = MSE + ``ssim_weight * (1 - SSIM)``
+    pred_rgb / target_rgb: ``[N, H, W, 3]`` in [0, 1]. Loss = colour term + ``ssim_weight * (1 - SSIM)``
     + ``depth_weight * L1(depth)``, where the depth term averages over pixels with a valid
     (positive, finite) ground-truth depth; both depths must be in the same (normalised) units.
+
+    The colour term is the MSE over all pixels (``rgb_loss="mse"``), or with ``"psnr"`` each image's
+    MSE weighted by the batch's MSE over its own (held fixed): the gradient is then that of the mean
+    per-image log MSE (the mean PSNR a benchmark reports) at the batch MSE's scale, so the other
+    terms' weights keep their meaning. Plain MSE lets the worst-rendered images dominate; this lets
+    the well-rendered ones count as much, at the cost of views no context camera saw (docs/training.md,
+    chunk 24). Images below 1e-4 MSE (40 dB) weigh no more than one at 40 dB.
     """
+    if rgb_loss not in RGB_LOSSES:
+        raise ValueError(f"rgb_loss must be one of {RGB_LOSSES}, not {rgb_loss!r}")
     pred_rgb, target_rgb = pred_rgb.float(), target_rgb.float()
-    mse = torch.mean((pred_rgb - target_rgb) ** 2)
-    loss = mse
+    per_image = torch.mean((pred_rgb - target_rgb) ** 2, dim=(1, 2, 3))
+    mse = per_image.mean()
     terms = {"mse": mse.detach(), "psnr": -10.0 * torch.log10(mse.detach().clamp_min(1e-10))}
+    if rgb_loss == "psnr":
+        weight = (mse / per_image.clamp_min(1e-4)).detach()
+        loss = (weight * per_image).mean()
+        terms["psnr_images"] = (-10.0 * torch.log10(per_image.detach().clamp_min(1e-10))).mean()
+    else:
+        loss = mse
     if ssim_weight > 0:
         value = ssim(pred_rgb.permute(0, 3, 1, 2), target_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=True)
         loss = loss + ssim_weight * (1.0 - value)

@@ -80,6 +80,7 @@ class TrainConfig:
     max_views: int | None = None
     num_targets: int = 4
     resolution: tuple[int, int] | None = None
+    rgb_loss: str = "mse"
     ssim_weight: float = 0.0
     depth_weight: float = 0.0
     gaussian_depth_weight: float = 0.0
@@ -369,9 +370,8 @@ class Trainer:
         if c.depth_weight > 0 and batch.target_depth is not None:
             # Metres -> the normalised frame (translations there are scaled by transform.scale).
             gt_depth = (batch.target_depth * transform.scale[:, None, None, None]).flatten(0, 1)
-        loss, terms = render_loss(
-            rgb, target, depth, gt_depth, c.ssim_weight, c.depth_weight if gt_depth is not None else 0.0
-        )
+        depth_weight = c.depth_weight if gt_depth is not None else 0.0
+        loss, terms = render_loss(rgb, target, depth, gt_depth, c.ssim_weight, depth_weight, c.rgb_loss)
         if c.gaussian_depth_weight > 0 and batch.context_depth is not None:
             ctx_depth = batch.context_depth * transform.scale[:, None, None, None]
             term = gaussian_depth_l1(gaussians.means, ctx_c2w, ctx_depth)

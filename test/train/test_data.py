@@ -138,6 +138,32 @@ def test_render_loss_terms():
     assert float(loss) == pytest.approx(mse + 0.5 * (1 - float(terms["ssim"])) + 2.0 * 0.5, rel=1e-5)
 
 
+def test_psnr_colour_loss_weights_each_image_by_its_log_mse():
+    """rgb_loss="psnr": the value is the batch MSE, the gradient that of the batch MSE times the mean
+    per-image log MSE, so an image rendered well weighs more than under plain MSE; 40 dB caps it."""
+    gt = torch.rand(3, 8, 8, 3)
+    noise = torch.randn(3, 8, 8, 3) * torch.tensor([0.2, 0.05, 0.001])[:, None, None, None]  # 14, 26, 60 dB
+    pred = (gt + noise).requires_grad_()
+    loss, terms = render_loss(pred, gt, rgb_loss="psnr")
+    per = ((pred - gt) ** 2).mean(dim=(1, 2, 3)).detach()
+    mse = per.mean()
+    capped = (2 + float(per[2]) / 1e-4) / 3  # images 0 and 1 count as the batch MSE, image 2 (60 dB) less
+    assert float(loss.detach()) == pytest.approx(float(mse) * capped, rel=1e-5)
+    assert float(terms["mse"]) == pytest.approx(float(mse), rel=1e-6)
+    assert float(terms["psnr_images"]) == pytest.approx(float((-10 * per.log10()).mean()), rel=1e-5)
+    assert float(terms["psnr_images"]) > float(terms["psnr"]) + 5  # the mean of PSNRs is not the PSNR of the mean
+    (grad,) = torch.autograd.grad(loss, pred)
+    (plain,) = torch.autograd.grad(render_loss(pred, gt)[0], pred)
+    log_mse = ((pred - gt) ** 2).mean(dim=(1, 2, 3))[:2].log()
+    expected = torch.autograd.grad(mse * log_mse.sum() / 3, pred)[0]  # log-MSE gradient of images 0 and 1
+    assert torch.allclose(grad[:2], expected[:2], rtol=1e-4, atol=1e-9)
+    assert torch.allclose(grad[2], plain[2] * float(mse / 1e-4), rtol=1e-4)  # capped: weight batch MSE / 1e-4
+    share = [float(g[1].abs().sum() / g[0].abs().sum()) for g in (grad, plain)]
+    assert share[0] > 10 * share[1]  # the 26-dB image's pull against the 14-dB one's grows
+    with pytest.raises(ValueError, match="rgb_loss"):
+        render_loss(pred, gt, rgb_loss="l1")
+
+
 def test_gaussian_depth_term_measures_each_gaussian_on_its_own_pixel():
     src = SyntheticSource(16, 24, num_views=2, num_targets=1, seed=2, pool_size=1)
     b = src.sample(1)

@@ -260,6 +260,26 @@ def test_footprint_weight_shrinks_the_splats(tmp_path):
     assert shrunk < 0.9 * plain, (shrunk, plain)
 
 
+def test_psnr_colour_loss_reaches_training(tmp_path):
+    """--rgb-loss psnr reaches the config, is stored for a resume, and trains: steps log the mean
+    per-image PSNR, and the loss on a repeated batch falls."""
+    from ilrm_ros.cli import build_parser
+    from ilrm_ros.cli.train import resolve_config
+
+    argv = ["train", "--out", str(tmp_path / "cli"), "--rgb-loss", "psnr"]
+    assert resolve_config(build_parser("train").parse_args(argv))[0].rgb_loss == "psnr"
+    with pytest.raises(SystemExit):
+        build_parser("train").parse_args(["train", "--rgb-loss", "l1"])
+    trainer = Trainer(tiny_config(rgb_loss="psnr", steps=12), tmp_path / "run", device="cpu")
+    batch = trainer.data.sample(1)
+    steps = [trainer.train_step(batch) for _ in range(12)]
+    trainer.save()
+    trainer.close()
+    assert read_state(tmp_path / "run" / LAST_DIR)["config"]["rgb_loss"] == "psnr"
+    assert all("psnr_images" in s for s in steps)
+    assert statistics.fmean(s["loss"] for s in steps[-3:]) < 0.8 * statistics.fmean(s["loss"] for s in steps[:3])
+
+
 @pytest.mark.parametrize(
     "options, matches",
     [

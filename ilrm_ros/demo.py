@@ -195,10 +195,11 @@ def contact_sheet(rows: list[list[np.ndarray]], labels: list[str]) -> np.ndarray
 
 def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: float = 15.0, width: int = 160,
              height: int = 120, seed: int = 7, device: str = "auto", checkpoint: str = "",
-             render_rate: float = 0.0, viewer: bool = True, hold: bool = False) -> dict:
+             render_rate: float = 0.0, viewer: bool = True, hold: bool = False, model_aspect: float = 0.0) -> dict:
     """Run the demo end to end; returns the report (also written to ``OUT/report.json``).
 
     ``render_rate``: 0 renders each camera frame (the node's default), > 0 at that rate (timer).
+    ``model_aspect``: the node's parameter; 0 = the camera's (the model sees the whole frame).
     """
     from PIL import Image
     from std_srvs.srv import Trigger
@@ -215,6 +216,7 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
 
     print("[2/5] starting ilrm_node (log: node.log)")
     params = ["render.trigger:=timer", f"render.rate_hz:={render_rate}"] if render_rate > 0 else []
+    params.append(f"model_aspect:={model_aspect or width / height:.6f}")  # 0: the whole frame, not its centre
     with NodeSession(out, device, checkpoint, viewer, "ilrm_demo", params) as session:
         client = session.client
         recorder = Recorder(client)

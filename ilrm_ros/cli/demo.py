@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="", help="model checkpoint (default: the shipped small model)")
     parser.add_argument("--render-rate", type=float, default=0.0,
                         help="0: the node renders each camera frame (default); > 0: at this rate in Hz")
+    parser.add_argument("--model-aspect", type=float, default=0.0, metavar="W/H",
+                        help="the node's model_aspect; 0 (default): the camera's, so the model sees the whole frame")
     parser.add_argument("--no-viewer", action="store_true", help="do not serve the browser viewer")
     parser.add_argument("--hold", action="store_true", help="keep the node (and viewer) running after the bag "
                         "until Ctrl-C")
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ilrm_ros.demo import run_demo
 
     report = run_demo(args.out, args.frames, args.rate, args.width, args.height, args.seed, args.device,
-                      args.checkpoint, args.render_rate, not args.no_viewer, args.hold)
+                      args.checkpoint, args.render_rate, not args.no_viewer, args.hold, args.model_aspect)
     psnr = report["novel_psnr_mean"]
     print(f"node exit code {report['node_exit_code']}; {report['renders_received']} renders "
           f"({report['render_rate_hz']:.1f} Hz), {report['point_clouds_received']} point clouds; "

@@ -37,8 +37,13 @@ class PipelineConfig:
     num_views: int = _param(0, "Views per reconstruction window; 0 = the checkpoint's number of views.",
                             range=(0, 64), read_only=True)
     model_resolution: int = _param(
-        0, "Square model input side in pixels (a multiple of the patch size); 0 = the checkpoint's training size.",
+        0, "Model input short side in pixels (a multiple of the patch size); 0 = the checkpoint's training size.",
         range=(0, 2048), read_only=True)
+    model_aspect: float = _param(
+        1.0, "Model input width / height. 1 = the square centre crop the checkpoint was trained on; the camera's "
+        "(e.g. 1.333 for 640x480) = the whole frame, so renders cover it to the edges (the long side is rounded "
+        "to the patch size; a differing camera is covered, then centre-cropped, never stretched).",
+        range=(0.25, 4.0), read_only=True)
     model_compile: str = _param(
         "graph", "GPU only: run the fixed-shape forward as a CUDA graph (graph), torch.compile'd (compile), both "
         "(compile+graph: fastest, ~25 s more start-up) or plain (none). Other shapes (OOM fallback) run plain.",

@@ -27,7 +27,7 @@ import threading
 import time
 import traceback
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,6 +113,18 @@ def fallback_plans(num_views: int, size: tuple[int, int], patch: int) -> Iterato
         yield views, (h, w)
 
 
+def model_input_size(trained: Sequence[int], patch: int, short_side: int = 0, aspect: float = 1.0) -> tuple[int, int]:
+    """(H, W) of the model input: short side ``short_side`` (0 = the shorter of the ``trained`` (H, W)),
+    the other side ``aspect`` (W / H) times as long, rounded to a multiple of ``patch``."""
+    if short_side and short_side % patch:
+        raise ValueError(f"model_resolution {short_side} is not a multiple of the patch size {patch}")
+    side = short_side or min(trained)
+    if short_side == 0 and abs(aspect - 1.0) < 1e-9:
+        return int(trained[0]), int(trained[1])  # the checkpoint's own shape
+    longer = max(patch, round(side * max(aspect, 1.0 / aspect) / patch) * patch)
+    return (side, longer) if aspect >= 1.0 else (longer, side)
+
+
 class Pipeline:
     """Sync, keyframes, window and background refreshes of the scene from ``model``.
 
@@ -143,13 +155,8 @@ class Pipeline:
         self.synchronous = synchronous
         model_cfg = model.config
         self.num_views = config.num_views or model_cfg.num_views
-        if config.model_resolution:
-            if config.model_resolution % model_cfg.patch_size:
-                raise ValueError(f"model_resolution {config.model_resolution} is not a multiple of the patch size "
-                                 f"{model_cfg.patch_size}")
-            self.resolution = (config.model_resolution, config.model_resolution)
-        else:
-            self.resolution = tuple(model_cfg.image_size)
+        self.resolution = model_input_size(model_cfg.image_size, model_cfg.patch_size, config.model_resolution,
+                                           config.model_aspect)
         self.stats = Stats()
         self.poses = PoseBuffer(config.sync_max_pose_age, config.sync_max_pose_gap, reset_jump_s=config.sync_reset_jump)
         self.selector = KeyframeSelector(config.keyframe_min_translation, config.keyframe_min_rotation_deg,
@@ -260,8 +267,18 @@ class Pipeline:
             if self._camera is not None:
                 self._warn(f"camera calibration changed to {camera.width}x{camera.height} {camera.distortion_model}")
             self._camera = camera
+            self._check_aspect(camera)
             self.stats.count("camera_changes")
             return True
+
+    def _check_aspect(self, camera: CameraModel) -> None:
+        """Warn when the model input's aspect leaves part of the camera frame out (renders lack Gaussians there)."""
+        h, w = self.resolution
+        seen = min(1.0, (w / h) / (camera.width / camera.height), (h / w) / (camera.height / camera.width))
+        if seen < 0.95:
+            self._warn(f"the model sees {seen:.0%} of each {camera.width}x{camera.height} frame (input {w}x{h}, "
+                       f"centre-cropped): renders lack Gaussians outside it; set model_aspect: "
+                       f"{camera.width / camera.height:.3f} to give the model the whole frame", key="model_aspect")
 
     @property
     def camera(self) -> CameraModel | None:

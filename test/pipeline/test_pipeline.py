@@ -13,7 +13,7 @@ from ilrm_ros.checkpoints import SHIPPED_CHECKPOINT
 from ilrm_ros.model import load_model
 from ilrm_ros.pipeline.camera import CameraModel
 from ilrm_ros.pipeline.config import PipelineConfig
-from ilrm_ros.pipeline.pipeline import MAX_PENDING_IMAGES, Pipeline, fallback_plans
+from ilrm_ros.pipeline.pipeline import MAX_PENDING_IMAGES, Pipeline, fallback_plans, model_input_size
 
 W, H = 96, 72
 CAMERA = CameraModel(W, H, [[70.0, 0, 47.5], [0, 70.0, 35.5], [0, 0, 1]], "plumb_bob", [-0.05, 0.01, 0, 0, 0])
@@ -354,6 +354,25 @@ def test_cuda_out_of_memory_falls_back_to_fewer_views():
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
         pipe.close()
+
+
+def test_model_aspect_sets_the_input_shape_and_a_cropped_frame_warns(model):
+    assert model_input_size((128, 128), 8) == (128, 128)
+    assert model_input_size((128, 128), 8, aspect=4 / 3) == (128, 168)  # 170.7 rounded to the patch
+    assert model_input_size((128, 128), 8, 96, 16 / 9) == (96, 168)
+    assert model_input_size((128, 128), 8, aspect=0.75) == (168, 128)  # a portrait camera
+    with pytest.raises(ValueError, match="patch size"):
+        model_input_size((128, 128), 8, 100)
+    warnings = []
+    pipe = _pipe(model, on_warning=warnings.append)  # tiny: 64x64, a 96x72 camera
+    assert pipe.resolution == (64, 64)
+    assert any("sees 75% of each 96x72 frame" in w and "model_aspect: 1.333" in w for w in warnings), warnings
+    warnings.clear()
+    pipe = _pipe(model, config={"model_aspect": W / H}, on_warning=warnings.append)
+    assert pipe.resolution == (64, 88) and warnings == []
+    _feed(pipe, 4)
+    scores = pipe.evaluate_latest()  # scored at the model input's shape: the whole frame
+    assert len(pipe.scene_snapshot()[0]) > 0 and np.isfinite(scores["psnr"])
 
 
 def test_fused_blocks_without_a_compiled_gpu_forward_warn_and_run_exact(model):

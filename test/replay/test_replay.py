@@ -1,14 +1,17 @@
-"""`ilrm replay` over a small synthetic bag: all outputs, deterministic, trained weights beat random ones."""
+"""`ilrm replay` over a small synthetic bag: all outputs, deterministic, trained weights beat random ones, and
+the model input shaped like the camera covers the whole frame."""
 
 from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
-from ilrm_ros.bag import bag_summary, write_synthetic_bag
+from ilrm_ros.bag import bag_summary, iter_bag, write_synthetic_bag
 from ilrm_ros.cli import main as cli_main
-from ilrm_ros.replay import read_params_file, run_replay
+from ilrm_ros.io.convert import image_from_msg
+from ilrm_ros.replay import Topics, read_params_file, run_replay
 from ilrm_ros.scene import load_ply
 
 
@@ -42,3 +45,27 @@ def test_replay_is_deterministic_and_trained_beats_random(bag, tmp_path):
     assert (tmp_path / "a" / "scene.ply").read_bytes() == (tmp_path / "b" / "scene.ply").read_bytes()
     untrained = run_replay(bag, tmp_path / "c", {**params, "checkpoint": "small"}, device="cpu", progress=False)
     assert first["psnr_mean"] > untrained["psnr_mean"] + 3.0, (first["psnr_mean"], untrained["psnr_mean"])
+
+
+def test_model_aspect_of_the_camera_covers_the_whole_frame(bag, tmp_path):
+    """With the square crop the model never sees the frame's sides (a 128x96 camera: 16 columns each
+    side), so the renders there are poor; with model_aspect = the camera's they are reconstructed too.
+    Scored on the replay's own full-resolution renders (outputs bag) against the bag's images."""
+    frames = {m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec: image_from_msg(m.msg)
+              for m in iter_bag(bag, topics=[Topics.image])}
+
+    def side_psnr(aspect: float) -> tuple[float, list[int]]:
+        out = tmp_path / f"aspect_{aspect:.2f}"
+        report = run_replay(bag, out, {"model_aspect": aspect}, device="cpu", progress=False, outputs_bag=True)
+        errors = []
+        for m in iter_bag(out / "outputs.mcap", topics=["/ilrm/render/image"]):
+            stamp = m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec
+            diff = image_from_msg(m.msg).astype(np.float64) / 255 - frames[stamp].astype(np.float64) / 255
+            errors.append(np.mean(np.concatenate([diff[:, :16], diff[:, -16:]], axis=1) ** 2))
+        assert len(errors) == report["novel_views"] > 10
+        return float(np.mean(-10 * np.log10(errors))), report["model_resolution"]
+
+    cropped, square = side_psnr(1.0)
+    whole, wide = side_psnr(128 / 96)
+    assert square == [128, 128] and wide == [128, 168]
+    assert whole > cropped + 1.0, (whole, cropped)

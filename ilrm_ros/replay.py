@@ -3,8 +3,8 @@
 Same conversion, sync, keyframing, model and scene code as the node (``Pipeline``), but
 synchronous, so a replay is deterministic and runs as fast as the hardware allows. Every synced
 frame that is not a keyframe is a novel view of the scene built from earlier keyframes: it is
-rendered and scored (PSNR/SSIM at the model resolution), which makes a replay a regression test
-of reconstruction quality.
+rendered at the camera's size and scored against the frame (PSNR/SSIM of the whole frame, as the
+node scores it on ``~/render/psnr``), which makes a replay a regression test of reconstruction quality.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ class ResultCollector:
     def observe(self, outcomes) -> None:
         if not outcomes or outcomes[-1].status != "synced":
             return
-        scores = self.pipeline.evaluate_latest()
+        scores = self.pipeline.evaluate_latest(full_frame=True)
         if scores is None:
             return
         self.out.psnr.append(float(scores["psnr"]))
@@ -161,8 +161,7 @@ class ResultCollector:
         want_preview = len(self.out.previews) < self.max_previews and self._scored % 4 == 1
         if want_preview or self.outputs is not None:
             frame = self.pipeline.latest_frame
-            h, w = frame.image.shape[:2]
-            rendered = _to_uint8(self.pipeline.render(frame.cam_to_world, frame.K, w, h).rgb[0])
+            rendered = _to_uint8(scores["rgb"])
             if want_preview:
                 self.out.previews.append(np.concatenate([rendered, frame.image], axis=1))
             if self.outputs is not None:
@@ -221,6 +220,7 @@ def run_replay(
         "checkpoint": source,
         "device": str(pipeline.device),
         "model_resolution": list(pipeline.resolution),
+        "scored_resolution": [pipeline.camera.height, pipeline.camera.width] if pipeline.camera else None,
         "num_views": pipeline.num_views,
         "novel_views": len(result.psnr),
         "psnr_mean": float(np.mean(result.psnr)) if result.psnr else None,

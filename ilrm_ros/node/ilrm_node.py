@@ -208,8 +208,9 @@ class IlrmNode(Node):
         self._viewer = self._start_viewer() if self._node_params["viewer.enabled"] else None
         self._viewer_paused = False
         self.get_logger().info(
-            f"ready: {self.pipeline.num_views}-view windows at {self.pipeline.resolution[0]}x"
-            f"{self.pipeline.resolution[1]}, scene mode {config.scene_mode}, pose type {config.pose_type}")
+            f"ready: {self.pipeline.num_views}-view windows at {self.pipeline.resolution[1]}x"
+            f"{self.pipeline.resolution[0]} (width x height), scene mode {config.scene_mode}, "
+            f"pose type {config.pose_type}")
 
     def _start_viewer(self):
         from ilrm_ros.viewer import SceneViewer

@@ -520,23 +520,34 @@ class Pipeline:
         K_t = torch.as_tensor(np.asarray(K, dtype=np.float32), device=gaussians.means.device)
         return render(gaussians, K_t, c2w, int(width), int(height), background=bg)
 
-    def evaluate_latest(self) -> dict[str, float] | None:
-        """PSNR/SSIM of the scene rendered at the latest synced frame vs that frame, at model resolution.
+    def evaluate_latest(self, full_frame: bool = False) -> dict | None:
+        """PSNR/SSIM of the scene rendered at the latest synced frame vs that frame.
 
-        None before the first scene or synced frame. An online quality signal: the latest frame may
-        be one of the window's views (then it measures fit, not novel-view quality).
+        At the model's input size (the part of the frame the model sees), or with ``full_frame`` at the
+        camera's own size, as the node publishes and scores it on ``~/render/psnr``; then the render
+        (``rgb``, float ``H x W x 3`` on the CPU) is returned too. None before the first scene or
+        synced frame. The latest frame may be one of the window's views (then it measures fit, not
+        novel-view quality).
         """
         frame = self.latest_frame
         gaussians, version = self.scene_snapshot()
         if frame is None or version == 0 or len(gaussians) == 0:
             return None
-        image = torch.from_numpy(np.ascontiguousarray(frame.image)).permute(2, 0, 1)
-        target, K = fit_to_model(image, torch.as_tensor(frame.K, dtype=torch.float32), self.resolution)
-        result = self.render(frame.cam_to_world, K.numpy(), self.resolution[1], self.resolution[0])
-        target = target.permute(1, 2, 0)
-        rendered = result.rgb[0].float().cpu()
-        return {"psnr": psnr(rendered, target), "ssim": ssim(rendered, target), "stamp_ns": frame.stamp_ns,
-                "scene_version": version}
+        if full_frame:
+            h, w = frame.image.shape[:2]
+            target = torch.from_numpy(np.ascontiguousarray(frame.image)).float() / 255.0
+            rendered = self.render(frame.cam_to_world, frame.K, w, h).rgb[0].float().cpu()
+        else:
+            image = torch.from_numpy(np.ascontiguousarray(frame.image)).permute(2, 0, 1)
+            target, K = fit_to_model(image, torch.as_tensor(frame.K, dtype=torch.float32), self.resolution)
+            target = target.permute(1, 2, 0)
+            rendered = self.render(frame.cam_to_world, K.numpy(), self.resolution[1], self.resolution[0]).rgb[0]
+            rendered = rendered.float().cpu()
+        scores = {"psnr": psnr(rendered, target), "ssim": ssim(rendered, target), "stamp_ns": frame.stamp_ns,
+                  "scene_version": version}
+        if full_frame:
+            scores["rgb"] = rendered
+        return scores
 
     # ------------------------------------------------------------------ control
     def apply(self, changes: dict) -> PipelineConfig:

@@ -236,6 +236,10 @@ def test_render_and_evaluate_latest(model):
     assert torch.isfinite(result.rgb).all()
     scores = pipe.evaluate_latest()
     assert np.isfinite(scores["psnr"]) and -1.0 <= scores["ssim"] <= 1.0 and scores["stamp_ns"] == frame.stamp_ns
+    whole = pipe.evaluate_latest(full_frame=True)  # at the camera's size: the render the node publishes
+    assert whole["rgb"].shape == (H, W, 3) and torch.equal(whole["rgb"], result.rgb[0].float().cpu())
+    real = torch.from_numpy(frame.image).float() / 255
+    assert whole["psnr"] == pytest.approx(float(-10 * torch.log10(((whole["rgb"] - real) ** 2).mean())), rel=1e-4)
 
 
 def test_points_visible_only_keep_the_cloud_in_the_room():

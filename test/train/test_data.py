@@ -139,8 +139,9 @@ def test_render_loss_terms():
 
 
 def test_psnr_colour_loss_weights_each_image_by_its_log_mse():
-    """rgb_loss="psnr": the value is the batch MSE, the gradient that of the batch MSE times the mean
-    per-image log MSE, so an image rendered well weighs more than under plain MSE; 40 dB caps it."""
+    """rgb_loss="psnr": the value is the batch MSE and the gradient that of the batch MSE times the mean
+    per-image log MSE, so an image rendered well weighs more than under plain MSE; images above 40 dB
+    count as at 40 dB (value and gradient)."""
     gt = torch.rand(3, 8, 8, 3)
     noise = torch.randn(3, 8, 8, 3) * torch.tensor([0.2, 0.05, 0.001])[:, None, None, None]  # 14, 26, 60 dB
     pred = (gt + noise).requires_grad_()

@@ -69,13 +69,15 @@ def test_cuda_float32_matches_cpu_tightly():
         torch.backends.cuda.matmul.allow_tf32 = prev
 
 
+@pytest.mark.parametrize("shape", [(128, 128), (128, 168)])  # square, and a 4:3 camera's (model_aspect)
 @pytest.mark.parametrize("mode", ["graph", "compile", "compile+graph"])
-def test_compiled_forward_matches_eager(mode):
+def test_compiled_forward_matches_eager(mode, shape):
+    h, w = shape
     model = load_model("small", device="cuda")
-    fast = CompiledForward(model, 2, 128, 128, mode=mode, attention="default")  # the eager reference's kernel
+    fast = CompiledForward(model, 2, h, w, mode=mode, attention="default")  # the eager reference's kernel
     assert fast.mode == mode
     for seed, offset in ((1, 0.0), (2, 10.0)):  # twice: the static buffers really take the new inputs
-        scene = to(small_scene(seed=seed, offset=offset), "cuda")
+        scene = to(small_scene(h=h, w=w, seed=seed, offset=offset), "cuda")
         with torch.no_grad():
             ref = model(*scene)
         out = fast(*scene)

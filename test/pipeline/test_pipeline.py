@@ -317,6 +317,28 @@ def test_cuda_pipeline_warms_up_on_its_worker_without_touching_the_scene():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_pipeline_with_the_cameras_aspect_refreshes_through_its_compiled_forward(monkeypatch):
+    """model_aspect: the fixed-shape CUDA-graph forward is built for the wide input and used."""
+    from ilrm_ros.model import CompiledForward
+
+    model = load_model("tiny", device="cuda")
+    pipe = Pipeline(PipelineConfig.from_dict({"num_views": 2, "model_aspect": W / H}), model)
+    try:
+        assert pipe.resolution == (64, 88) and isinstance(pipe.fast_forward, CompiledForward)
+        calls = []
+        forward = CompiledForward.__call__
+        monkeypatch.setattr(CompiledForward, "__call__", lambda self, *a: calls.append(a[0].shape) or forward(self, *a))
+        pipe.on_camera_info(CAMERA)
+        _feed(pipe, 3)
+        assert pipe.wait_idle(60) and pipe.stats.counts["refreshes"] >= 1
+        assert calls and all(tuple(c[-2:]) == (64, 88) for c in calls), calls
+        assert pipe.evaluate_latest(full_frame=True)["rgb"].shape == (H, W, 3)
+    finally:
+        pipe.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_out_of_memory_falls_back_to_fewer_views():
     import gc
 

@@ -533,16 +533,15 @@ class Pipeline:
         gaussians, version = self.scene_snapshot()
         if frame is None or version == 0 or len(gaussians) == 0:
             return None
+        image = torch.from_numpy(np.ascontiguousarray(frame.image))
         if full_frame:
-            h, w = frame.image.shape[:2]
-            target = torch.from_numpy(np.ascontiguousarray(frame.image)).float() / 255.0
-            rendered = self.render(frame.cam_to_world, frame.K, w, h).rgb[0].float().cpu()
+            (h, w), K = image.shape[:2], frame.K
+            target = image.float() / 255.0
         else:
-            image = torch.from_numpy(np.ascontiguousarray(frame.image)).permute(2, 0, 1)
-            target, K = fit_to_model(image, torch.as_tensor(frame.K, dtype=torch.float32), self.resolution)
-            target = target.permute(1, 2, 0)
-            rendered = self.render(frame.cam_to_world, K.numpy(), self.resolution[1], self.resolution[0]).rgb[0]
-            rendered = rendered.float().cpu()
+            (h, w), K_t = self.resolution, torch.as_tensor(frame.K, dtype=torch.float32)
+            target, K_t = fit_to_model(image.permute(2, 0, 1), K_t, self.resolution)
+            target, K = target.permute(1, 2, 0), K_t.numpy()
+        rendered = self.render(frame.cam_to_world, K, w, h).rgb[0].float().cpu()
         scores = {"psnr": psnr(rendered, target), "ssim": ssim(rendered, target), "stamp_ns": frame.stamp_ns,
                   "scene_version": version}
         if full_frame:

@@ -10,7 +10,7 @@ import pytest
 
 from ilrm_ros.bag import bag_summary, iter_bag, write_synthetic_bag
 from ilrm_ros.cli import main as cli_main
-from ilrm_ros.io.convert import image_from_msg
+from ilrm_ros.io.convert import image_from_msg, stamp_ns
 from ilrm_ros.replay import Topics, read_params_file, run_replay
 from ilrm_ros.scene import load_ply
 
@@ -51,16 +51,15 @@ def test_model_aspect_of_the_camera_covers_the_whole_frame(bag, tmp_path):
     """With the square crop the model never sees the frame's sides (a 128x96 camera: 16 columns each
     side), so the renders there are poor; with model_aspect = the camera's they are reconstructed too.
     Scored on the replay's own full-resolution renders (outputs bag) against the bag's images."""
-    frames = {m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec: image_from_msg(m.msg)
-              for m in iter_bag(bag, topics=[Topics.image])}
+    frames = {stamp_ns(m.msg.header): image_from_msg(m.msg) for m in iter_bag(bag, topics=[Topics.image])}
 
     def side_psnr(aspect: float) -> tuple[float, list[int]]:
         out = tmp_path / f"aspect_{aspect:.2f}"
         report = run_replay(bag, out, {"model_aspect": aspect}, device="cpu", progress=False, outputs_bag=True)
         errors = []
         for m in iter_bag(out / "outputs.mcap", topics=["/ilrm/render/image"]):
-            stamp = m.msg.header.stamp.sec * 10**9 + m.msg.header.stamp.nanosec
-            diff = image_from_msg(m.msg).astype(np.float64) / 255 - frames[stamp].astype(np.float64) / 255
+            real = frames[stamp_ns(m.msg.header)]
+            diff = image_from_msg(m.msg).astype(np.float64) / 255 - real.astype(np.float64) / 255
             errors.append(np.mean(np.concatenate([diff[:, :16], diff[:, -16:]], axis=1) ** 2))
         assert len(errors) == report["novel_views"] > 10
         return float(np.mean(-10 * np.log10(errors))), report["model_resolution"]

@@ -8,7 +8,9 @@ from pytorch_msssim import ssim
 
 from ilrm_ros.geometry import world_to_camera
 
-RGB_LOSSES = ("mse", "psnr")
+RGB_LOSSES = ("mse", "rmse", "psnr")
+# How strongly each image's MSE is reweighted towards its own scale: 0 = plain MSE, 1 = log MSE (PSNR).
+_IMAGE_WEIGHT_POWER = {"mse": 0.0, "rmse": 0.5, "psnr": 1.0}
 
 
 def render_loss(
@@ -31,7 +33,8 @@ def render_loss(
     per-image log MSE (the mean PSNR a benchmark reports) at the batch MSE's scale, so the other
     terms' weights keep their meaning. Plain MSE lets the worst-rendered images dominate; this lets
     the well-rendered ones count as much, at the cost of views no context camera saw (docs/training.md,
-    chunk 24). Images below 1e-4 MSE (40 dB) weigh no more than one at 40 dB.
+    chunk 24). ``"rmse"`` goes half way (that ratio's square root: the gradient of the mean per-image
+    RMSE). Images below 1e-4 MSE (40 dB) weigh no more than one at 40 dB.
     """
     if rgb_loss not in RGB_LOSSES:
         raise ValueError(f"rgb_loss must be one of {RGB_LOSSES}, not {rgb_loss!r}")
@@ -39,8 +42,9 @@ def render_loss(
     per_image = torch.mean((pred_rgb - target_rgb) ** 2, dim=(1, 2, 3))
     mse = per_image.mean()
     terms = {"mse": mse.detach(), "psnr": -10.0 * torch.log10(mse.detach().clamp_min(1e-10))}
-    if rgb_loss == "psnr":
-        weight = (mse / per_image.clamp_min(1e-4)).detach()
+    power = _IMAGE_WEIGHT_POWER[rgb_loss]
+    if power > 0:
+        weight = (mse / per_image.clamp_min(1e-4)).detach() ** power
         loss = (weight * per_image).mean()
         terms["psnr_images"] = (-10.0 * torch.log10(per_image.detach().clamp_min(1e-10))).mean()
     else:

@@ -10,7 +10,7 @@ import torch
 from poses import backproject
 
 from ilrm_ros.train.data import BagSource, SyntheticSource, view_counts
-from ilrm_ros.train.losses import gaussian_depth_l1, gaussian_footprint_px, render_loss
+from ilrm_ros.train.losses import RGB_LOSSES, gaussian_depth_l1, gaussian_footprint_px, render_loss
 from ilrm_ros.train.schedule import make_scheduler, retarget, warmup_cosine
 from ilrm_ros.train.splits import EVAL_SEEDS, TRAIN_SEEDS
 from ilrm_ros.train.views import keyframe_indices, sample_views
@@ -163,6 +163,24 @@ def test_psnr_colour_loss_weights_each_image_by_its_log_mse():
     assert share[0] > 10 * share[1]  # the 26-dB image's pull against the 14-dB one's grows
     with pytest.raises(ValueError, match="rgb_loss"):
         render_loss(pred, gt, rgb_loss="l1")
+
+
+def test_rmse_colour_loss_goes_half_way_to_the_psnr_weighting():
+    """rgb_loss="rmse": each image's MSE weighted by the square root of the batch MSE over its own, so the
+    gradient is that of the mean per-image RMSE (scaled to the batch MSE's), between plain MSE and psnr."""
+    gt = torch.rand(3, 8, 8, 3)
+    noise = torch.randn(3, 8, 8, 3) * torch.tensor([0.2, 0.05, 0.02])[:, None, None, None]  # 14, 26, 34 dB
+    pred = (gt + noise).requires_grad_()
+    loss, _ = render_loss(pred, gt, rgb_loss="rmse")
+    per = ((pred - gt) ** 2).mean(dim=(1, 2, 3))
+    scale = per.mean().detach().sqrt()
+    assert float(loss.detach()) == pytest.approx(float(scale * per.detach().sqrt().mean()), rel=1e-5)
+    (grad,) = torch.autograd.grad(loss, pred)
+    (expected,) = torch.autograd.grad(2 * scale * per.sqrt().mean(), pred)
+    assert torch.allclose(grad, expected, rtol=1e-4, atol=1e-10)
+    shares = [float(g[1].abs().sum() / g[0].abs().sum())
+              for g in (torch.autograd.grad(render_loss(pred, gt, rgb_loss=k)[0], pred)[0] for k in RGB_LOSSES)]
+    assert shares[0] < shares[1] < shares[2]  # mse, rmse, psnr: the 26-dB image pulls more and more
 
 
 def test_gaussian_depth_term_measures_each_gaussian_on_its_own_pixel():

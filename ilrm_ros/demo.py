@@ -216,7 +216,7 @@ def run_demo(out_dir: str | Path = "runs/demo", frames: int = 150, rate_hz: floa
 
     print("[2/5] starting ilrm_node (log: node.log)")
     params = ["render.trigger:=timer", f"render.rate_hz:={render_rate}"] if render_rate > 0 else []
-    params.append(f"model_aspect:={model_aspect or width / height:.6f}")  # 0: the whole frame, not its centre
+    params.append(f"model_aspect:={model_aspect:.6f}")
     with NodeSession(out, device, checkpoint, viewer, "ilrm_demo", params) as session:
         client = session.client
         recorder = Recorder(client)

@@ -207,10 +207,11 @@ class IlrmNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._viewer = self._start_viewer() if self._node_params["viewer.enabled"] else None
         self._viewer_paused = False
-        self.get_logger().info(
-            f"ready: {self.pipeline.num_views}-view windows at {self.pipeline.resolution[1]}x"
-            f"{self.pipeline.resolution[0]} (width x height), scene mode {config.scene_mode}, "
-            f"pose type {config.pose_type}")
+        h, w = self.pipeline.resolution
+        size = (f"the camera's aspect (short side {min(h, w)}, set at the first CameraInfo)"
+                if config.model_aspect == 0 else f"{w}x{h} (width x height)")
+        self.get_logger().info(f"ready: {self.pipeline.num_views}-view windows at {size}, "
+                               f"scene mode {config.scene_mode}, pose type {config.pose_type}")
 
     def _start_viewer(self):
         from ilrm_ros.viewer import SceneViewer
@@ -295,7 +296,10 @@ class IlrmNode(Node):
         except InputError as err:
             self._drop(err.reason, f"camera_info: {err}")
             return
-        self.pipeline.on_camera_info(camera)
+        if self.pipeline.on_camera_info(camera) and self.pipeline.config.model_aspect == 0:
+            h, w = self.pipeline.resolution
+            self.get_logger().info(f"model input {w}x{h} (width x height) for the {camera.width}x{camera.height} "
+                                   "camera")
 
     def _on_pose(self, msg) -> None:
         try:

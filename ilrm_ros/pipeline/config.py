@@ -40,10 +40,11 @@ class PipelineConfig:
         0, "Model input short side in pixels (a multiple of the patch size); 0 = the checkpoint's training size.",
         range=(0, 2048), read_only=True)
     model_aspect: float = _param(
-        1.0, "Model input width / height. 1 = the square centre crop the checkpoint was trained on; the camera's "
-        "(e.g. 1.333 for 640x480) = the whole frame, so renders cover it to the edges (the long side is rounded "
-        "to the patch size; a differing camera is covered, then centre-cropped, never stretched).",
-        range=(0.25, 4.0), read_only=True)
+        0.0, "Model input width / height. 0 = the camera's, from its CameraInfo, so the model sees the whole "
+        "frame and renders cover it to the edges; 1 = the square centre crop the checkpoint was trained on; "
+        "0.25 to 4 = that aspect (the long side is rounded to the patch size; a differing camera is covered, "
+        "then centre-cropped, never stretched).",
+        range=(0.0, 4.0), read_only=True)
     model_compile: str = _param(
         "graph", "GPU only: run the fixed-shape forward as a CUDA graph (graph), torch.compile'd (compile), both "
         "(compile+graph: fastest, ~25 s more start-up) or plain (none). Other shapes (OOM fallback) run plain.",

@@ -155,8 +155,11 @@ class Pipeline:
         self.synchronous = synchronous
         model_cfg = model.config
         self.num_views = config.num_views or model_cfg.num_views
+        if 0.0 < config.model_aspect < 0.25:
+            raise ValueError(f"model_aspect {config.model_aspect} is out of range: 0 (the camera's) or 0.25 to 4")
+        # With model_aspect 0 the checkpoint's aspect until a CameraInfo gives the camera's.
         self.resolution = model_input_size(model_cfg.image_size, model_cfg.patch_size, config.model_resolution,
-                                           config.model_aspect)
+                                           config.model_aspect or 1.0)
         self.stats = Stats()
         self.poses = PoseBuffer(config.sync_max_pose_age, config.sync_max_pose_gap, reset_jump_s=config.sync_reset_jump)
         self.selector = KeyframeSelector(config.keyframe_min_translation, config.keyframe_min_rotation_deg,
@@ -177,6 +180,7 @@ class Pipeline:
         self._closing = False
         self._warned: Counter[str] = Counter()
         self._warn_lock = threading.Lock()
+        self._reshape = False  # the worker is to rebuild the fixed-shape forward for a new input shape
         self.fast_forward = self._compile(config.model_compile)
         self.on_warmup = on_warmup
         self.warmup_s: float | None = None
@@ -192,13 +196,16 @@ class Pipeline:
     def _compile(self, mode: str):
         """A fixed-shape CUDA-graph / compiled forward for full windows at the model resolution, or None.
 
-        Built once at start-up (capture and compilation must never happen at the first frame); any
-        failure falls back to the plain forward with a warning.
+        Built at start-up (capture and compilation must never happen at the first frame), or with
+        model_aspect 0 at the first CameraInfo, when the camera's aspect sets the shape; any failure falls
+        back to the plain forward with a warning.
         """
         if mode == "none" or self.device.type != "cuda":
             if self.config.model_fused_blocks:
                 self._warn("model_fused_blocks needs CUDA and model_compile other than none; "
                            "running the exact block maths")
+            return None
+        if self.config.model_aspect == 0 and self._camera is None:
             return None
         try:
             h, w = self.resolution
@@ -267,9 +274,37 @@ class Pipeline:
             if self._camera is not None:
                 self._warn(f"camera calibration changed to {camera.width}x{camera.height} {camera.distortion_model}")
             self._camera = camera
+            if self.config.model_aspect == 0:
+                self._follow_camera_aspect(camera)
             self._check_aspect(camera)
             self.stats.count("camera_changes")
             return True
+
+    def _follow_camera_aspect(self, camera: CameraModel) -> None:
+        """model_aspect 0: the model input takes the camera's aspect; on CUDA the fixed-shape forward is
+        (re)built for it, inline when synchronous, else by the worker before its next refresh."""
+        cfg = self.model.config
+        size = model_input_size(cfg.image_size, cfg.patch_size, self.config.model_resolution,
+                                camera.width / camera.height)
+        fast = self.device.type == "cuda" and self.config.model_compile != "none"
+        built = self.fast_forward is not None and tuple(self.fast_forward.shape[-2:]) == size
+        if size == tuple(self.resolution) and (built or not fast):
+            return
+        self.resolution = size
+        if not fast:
+            return
+        if self.synchronous:
+            self._build_fixed_shape()
+        else:
+            with self._cond:
+                self._reshape = True
+                self._cond.notify_all()
+
+    def _build_fixed_shape(self) -> None:
+        """The fixed-shape forward for the current input shape, then one warm-up refresh through it."""
+        self.fast_forward = None  # the old shape's graph is released before the new one is captured
+        self.fast_forward = self._compile(self.config.model_compile)
+        self._warm_up()
 
     def _check_aspect(self, camera: CameraModel) -> None:
         """Warn when the model input's aspect leaves part of the camera frame out (renders lack Gaussians there)."""
@@ -428,12 +463,17 @@ class Pipeline:
             ready.set()
         while True:
             with self._cond:
-                self._cond.wait_for(lambda: self._job is not None or self._closing)
+                self._cond.wait_for(lambda: self._job is not None or self._reshape or self._closing)
                 if self._closing:
                     return
-                job, self._job, self._busy = self._job, None, True
+                reshape, self._reshape, self._busy = self._reshape, False, True
+                if not reshape:  # a rebuild first; the waiting refresh then runs through it
+                    job, self._job = self._job, None
             try:
-                self._run(job)
+                if reshape:
+                    self._build_fixed_shape()
+                else:
+                    self._run(job)
             finally:
                 with self._cond:
                     self._busy = False
@@ -494,8 +534,9 @@ class Pipeline:
         images_t = torch.stack(images)[None]
         K_t = torch.stack(intrinsics)[None]
         c2w_t = torch.as_tensor(np.stack([f.cam_to_world for f in frames]), dtype=torch.float32, device=self.device)
-        fixed_shape = len(frames) == self.num_views and tuple(size) == tuple(self.resolution)
-        model = self.fast_forward if self.fast_forward is not None and fixed_shape else self.model
+        fast = self.fast_forward
+        fixed_shape = fast is not None and fast.shape[1:] == (len(frames), *size)
+        model = fast if fixed_shape else self.model
         with torch.inference_mode():
             gaussians = reconstruct(model, images_t, K_t, c2w_t[None]).batch(0)
         return gaussians, K_t[0], c2w_t, size

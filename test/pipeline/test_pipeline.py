@@ -317,20 +317,26 @@ def test_cuda_pipeline_warms_up_on_its_worker_without_touching_the_scene():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_pipeline_with_the_cameras_aspect_refreshes_through_its_compiled_forward(monkeypatch):
-    """model_aspect: the fixed-shape CUDA-graph forward is built for the wide input and used."""
+@pytest.mark.parametrize("aspect", [W / H, 0.0])  # set, and the default: the camera's at its CameraInfo
+def test_cuda_pipeline_with_the_cameras_aspect_refreshes_through_its_compiled_forward(monkeypatch, aspect):
+    """model_aspect: the fixed-shape CUDA-graph forward is built for the wide input and used; with 0 the
+    worker builds it when the first CameraInfo gives the shape."""
     from ilrm_ros.model import CompiledForward
 
     model = load_model("tiny", device="cuda")
-    pipe = Pipeline(PipelineConfig.from_dict({"num_views": 2, "model_aspect": W / H}), model)
+    pipe = Pipeline(PipelineConfig.from_dict({"num_views": 2, "model_aspect": aspect}), model)
     try:
-        assert pipe.resolution == (64, 88) and isinstance(pipe.fast_forward, CompiledForward)
+        if aspect:
+            assert pipe.resolution == (64, 88) and isinstance(pipe.fast_forward, CompiledForward)
+        else:
+            assert pipe.resolution == (64, 64) and pipe.fast_forward is None  # nothing built for a guess
         calls = []
         forward = CompiledForward.__call__
         monkeypatch.setattr(CompiledForward, "__call__", lambda self, *a: calls.append(a[0].shape) or forward(self, *a))
         pipe.on_camera_info(CAMERA)
         _feed(pipe, 3)
         assert pipe.wait_idle(60) and pipe.stats.counts["refreshes"] >= 1
+        assert pipe.resolution == (64, 88) and pipe.fast_forward.shape == (1, 2, 64, 88)
         assert calls and all(tuple(c[-2:]) == (64, 88) for c in calls), calls
         assert pipe.evaluate_latest(full_frame=True)["rgb"].shape == (H, W, 3)
     finally:
@@ -345,7 +351,7 @@ def test_cuda_out_of_memory_falls_back_to_fewer_views():
     model = load_model("tiny", device="cuda")
     # The plain forward: a CUDA graph captured at start-up already holds its memory and cannot run out
     # at a refresh (a capture that runs out falls back to this same plain path).
-    config = {"model_resolution": 1024, "scene.budget": 1000, "model_compile": "none"}
+    config = {"model_resolution": 1024, "model_aspect": 1.0, "scene.budget": 1000, "model_compile": "none"}
 
     def peak_reserved(views: int) -> int:
         """Peak memory a refresh of ``views`` views reserves on top of what was reserved before."""
@@ -389,8 +395,10 @@ def test_model_aspect_sets_the_input_shape_and_a_cropped_frame_warns(model):
     assert model_input_size((128, 128), 8, aspect=0.75) == (168, 128)  # a portrait camera
     with pytest.raises(ValueError, match="patch size"):
         model_input_size((128, 128), 8, 100)
+    with pytest.raises(ValueError, match="model_aspect 0.1 is out of range"):
+        _pipe(model, config={"model_aspect": 0.1})
     warnings = []
-    pipe = _pipe(model, on_warning=warnings.append)  # tiny: 64x64, a 96x72 camera
+    pipe = _pipe(model, config={"model_aspect": 1.0}, on_warning=warnings.append)  # tiny: 64x64, a 96x72 camera
     assert pipe.resolution == (64, 64)
     assert any("sees 75% of each 96x72 frame" in w and "model_aspect: 1.333" in w for w in warnings), warnings
     warnings.clear()
@@ -399,6 +407,21 @@ def test_model_aspect_sets_the_input_shape_and_a_cropped_frame_warns(model):
     _feed(pipe, 4)
     scores = pipe.evaluate_latest()  # scored at the model input's shape: the whole frame
     assert len(pipe.scene_snapshot()[0]) > 0 and np.isfinite(scores["psnr"])
+
+
+def test_model_aspect_zero_follows_the_camera(model):
+    """The default, 0: the checkpoint's shape until a CameraInfo, then the camera's aspect, also when the
+    calibration changes to another shape; the whole frame is seen, so nothing warns about a crop."""
+    warnings = []
+    pipe = Pipeline(PipelineConfig.from_dict({"num_views": 2}), model, synchronous=True, on_warning=warnings.append)
+    assert pipe.config.model_aspect == 0 and pipe.resolution == (64, 64)
+    pipe.on_camera_info(CAMERA)
+    assert pipe.resolution == (64, 88) and not any("sees" in w for w in warnings), warnings
+    _feed(pipe, 4)
+    assert pipe.stats.counts["refreshes"] >= 1
+    portrait = CameraModel(H, W, [[70.0, 0, 35.5], [0, 70.0, 47.5], [0, 0, 1]], "plumb_bob", [0.0] * 5)
+    pipe.on_camera_info(portrait)
+    assert pipe.resolution == (88, 64)
 
 
 def test_fused_blocks_without_a_compiled_gpu_forward_warn_and_run_exact(model):

@@ -221,9 +221,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--rgb-loss",
         choices=RGB_LOSSES,
         default=None,
-        help="colour term: mse over all pixels (default), or psnr: each target image's MSE weighted so the "
+        help="colour term: mse over all pixels (default); psnr: each target image's MSE weighted so the "
         "gradient is that of the mean per-image PSNR (experimental: from v22 it traded views beyond the "
-        "context for those between, docs/training.md chunk 24)",
+        "context for those between, docs/training.md chunk 24); rmse: half way, the mean per-image RMSE "
+        "(v23, the shipped model, is v22 fine-tuned with it; chunk 25)",
     )
     g.add_argument("--ssim-weight", type=float, default=None, help="weight of the (1 - SSIM) term (default 0)")
     g.add_argument(

@@ -424,6 +424,10 @@ class IlrmNode(Node):
         values["scene_gaussians"] = len(gaussians)
         values["scene_version"] = version
         values["device"] = str(self._device)
+        h, w = self.pipeline.resolution
+        values["model_input"] = f"{w}x{h}"  # width x height; follows the camera with model_aspect 0
+        fast = self.pipeline.fast_forward
+        values["model_fast_path"] = f"{fast.mode} {fast.shape[-1]}x{fast.shape[-2]}" if fast is not None else "none"
         if self._device.type == "cuda":
             values["gpu_memory_allocated_mb"] = f"{torch.cuda.memory_allocated(self._device) / 2**20:.0f}"
             values["gpu_memory_peak_mb"] = f"{torch.cuda.max_memory_allocated(self._device) / 2**20:.0f}"

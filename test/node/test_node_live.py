@@ -176,6 +176,8 @@ def test_renders_and_diagnostics(run):
     values = {kv.key: kv.value for kv in status.values}
     assert int(values["refreshes"]) >= 1 and int(values["keyframes"]) >= 2
     assert "refresh_latency_p95_ms" in values and values["device"] == "cpu"
+    # model_aspect 0 (default): the 128x96 camera's 4:3, long side rounded to the patch; no GPU fast path
+    assert values["model_input"] == "168x128" and values["model_fast_path"] == "none"
 
 
 def test_bad_messages_dropped_and_counted(run):

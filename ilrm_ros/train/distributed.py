@@ -10,6 +10,7 @@ data generator is host-bound for the ``small`` preset).
 
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -66,7 +67,10 @@ def setup(device_name: str | None) -> tuple[DistInfo, torch.device]:
 
 
 def teardown() -> None:
+    """Destroy the process group while Python is fully alive: objects still holding it (a DDP wrapper in
+    a reference cycle) are collected first, so its backend is not destroyed during interpreter exit."""
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

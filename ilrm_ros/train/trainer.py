@@ -625,4 +625,8 @@ class Trainer:
         return self.config.steps
 
     def close(self) -> None:
+        """End of training: stop the data stream and let go of the DDP wrapper, which holds the process
+        group; freed later, at interpreter exit, its gloo threads can abort the process (SIGABRT)."""
         self.data.close()
+        if isinstance(self.net, torch.nn.parallel.DistributedDataParallel):
+            self.net = self.model

@@ -158,8 +158,7 @@ class Pipeline:
         if 0.0 < config.model_aspect < 0.25:
             raise ValueError(f"model_aspect {config.model_aspect} is out of range: 0 (the camera's) or 0.25 to 4")
         # With model_aspect 0 the checkpoint's aspect until a CameraInfo gives the camera's.
-        self.resolution = model_input_size(model_cfg.image_size, model_cfg.patch_size, config.model_resolution,
-                                           config.model_aspect or 1.0)
+        self.resolution = self._input_size(config.model_aspect or 1.0)
         self.stats = Stats()
         self.poses = PoseBuffer(config.sync_max_pose_age, config.sync_max_pose_gap, reset_jump_s=config.sync_reset_jump)
         self.selector = KeyframeSelector(config.keyframe_min_translation, config.keyframe_min_rotation_deg,
@@ -181,7 +180,7 @@ class Pipeline:
         self._warned: Counter[str] = Counter()
         self._warn_lock = threading.Lock()
         self._reshape = False  # the worker is to rebuild the fixed-shape forward for a new input shape
-        self.fast_forward = self._compile(config.model_compile)
+        self.fast_forward = self._compile()
         self.on_warmup = on_warmup
         self.warmup_s: float | None = None
         self._worker: threading.Thread | None = None
@@ -193,20 +192,31 @@ class Pipeline:
             self._worker.start()
             ready.wait()
 
-    def _compile(self, mode: str):
+    def _input_size(self, aspect: float) -> tuple[int, int]:
+        """(H, W) of the model input for an aspect (W / H), at model_resolution or the checkpoint's short side."""
+        cfg = self.model.config
+        return model_input_size(cfg.image_size, cfg.patch_size, self.config.model_resolution, aspect)
+
+    @property
+    def _fast_path_wanted(self) -> bool:
+        """Whether a fixed-shape forward is to be built: CUDA and a model_compile other than none."""
+        return self.device.type == "cuda" and self.config.model_compile != "none"
+
+    def _compile(self):
         """A fixed-shape CUDA-graph / compiled forward for full windows at the model resolution, or None.
 
         Built at start-up (capture and compilation must never happen at the first frame), or with
         model_aspect 0 at the first CameraInfo, when the camera's aspect sets the shape; any failure falls
         back to the plain forward with a warning.
         """
-        if mode == "none" or self.device.type != "cuda":
+        if not self._fast_path_wanted:
             if self.config.model_fused_blocks:
                 self._warn("model_fused_blocks needs CUDA and model_compile other than none; "
                            "running the exact block maths")
             return None
         if self.config.model_aspect == 0 and self._camera is None:
             return None
+        mode = self.config.model_compile
         try:
             h, w = self.resolution
             return CompiledForward(self.model, self.num_views, h, w, mode=mode,
@@ -283,15 +293,9 @@ class Pipeline:
     def _follow_camera_aspect(self, camera: CameraModel) -> None:
         """model_aspect 0: the model input takes the camera's aspect; on CUDA the fixed-shape forward is
         (re)built for it, inline when synchronous, else by the worker before its next refresh."""
-        cfg = self.model.config
-        size = model_input_size(cfg.image_size, cfg.patch_size, self.config.model_resolution,
-                                camera.width / camera.height)
-        fast = self.device.type == "cuda" and self.config.model_compile != "none"
+        size = self.resolution = self._input_size(camera.width / camera.height)
         built = self.fast_forward is not None and tuple(self.fast_forward.shape[-2:]) == size
-        if size == tuple(self.resolution) and (built or not fast):
-            return
-        self.resolution = size
-        if not fast:
+        if built or not self._fast_path_wanted:
             return
         if self.synchronous:
             self._build_fixed_shape()
@@ -303,7 +307,7 @@ class Pipeline:
     def _build_fixed_shape(self) -> None:
         """The fixed-shape forward for the current input shape, then one warm-up refresh through it."""
         self.fast_forward = None  # the old shape's graph is released before the new one is captured
-        self.fast_forward = self._compile(self.config.model_compile)
+        self.fast_forward = self._compile()
         self._warm_up()
 
     def _check_aspect(self, camera: CameraModel) -> None:

@@ -27,6 +27,7 @@ HELP = "train an iLRM preset on synthetic scenes or recorded bags"
 _CONFIG_OPTIONS = (
     "preset",
     "arch",
+    "depth",
     "init",
     "data",
     "bags",
@@ -49,6 +50,7 @@ _CONFIG_OPTIONS = (
     "context_targets",
     "beyond_fraction",
     "resolution",
+    "mix_resolutions",
     "rgb_loss",
     "ssim_weight",
     "depth_weight",
@@ -129,6 +131,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue a run: a checkpoint dir, a run dir (its last/), or 'auto' (--out's, if any)",
     )
     g.add_argument(
+        "--depth",
+        type=int,
+        default=None,
+        metavar="N",
+        help="blocks of the model (default: the preset's, or --init's). With --init of a shallower model, "
+        "new blocks start as the identity (iLRM: read + self pairs), so training starts from that model's output",
+    )
+    g.add_argument(
         "--query-rgb",
         action="store_true",
         help="iLRM: the ray tokens also take their patch's pixels (not in the published layout). With --init "
@@ -181,7 +191,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_resolution,
         default=None,
         metavar="H[xW]",
-        help="training image size (default: the model's image_size)",
+        help="training image size (default: the model's image_size); the checkpoint records it",
+    )
+    g.add_argument(
+        "--mix-resolution",
+        dest="mix_resolutions",
+        type=_resolution,
+        nargs="+",
+        default=None,
+        metavar="H[xW]",
+        help="synthetic data: more image sizes; each batch takes one of these or --resolution, in equal "
+        "shares (e.g. 128x168 for 4:3 cameras, which the node's default model_aspect feeds whole)",
     )
     g.add_argument(
         "--max-gap", type=int, default=None, help=f"max keyframes between context views (default {d.max_gap})"
@@ -276,6 +296,8 @@ def resolve_config(args: argparse.Namespace):
         given["compile"] = True
     if args.query_rgb:
         given["query_rgb"] = True
+    if "mix_resolutions" in given:
+        given["mix_resolutions"] = tuple(given["mix_resolutions"])
     resume = args.resume
     out = Path(args.out) if args.out else None
     if resume == "auto":

@@ -10,6 +10,7 @@ from .checkpoint import (
     load_model,
     published_state_dict,
     save_checkpoint,
+    with_depth,
     with_query_rgb,
 )
 from .config import PRESETS, ILRMConfig
@@ -40,5 +41,6 @@ __all__ = [
     "published_state_dict",
     "reconstruct",
     "save_checkpoint",
+    "with_depth",
     "with_query_rgb",
 ]

@@ -62,6 +62,44 @@ def with_query_rgb(model: LRMBase) -> ILRM:
     return widened.train(model.training)
 
 
+def with_depth(model: LRMBase, depth: int) -> LRMBase:
+    """The same model with ``depth`` blocks and the same output (growing a trained model).
+
+    New blocks are spread evenly through the stack (for iLRM, read + self pairs, so the two kinds
+    still alternate); each copies the block before it with its output projections (attention
+    ``proj``, MLP ``fc2``) zeroed, so it starts as the identity on the residual stream, reading
+    features the trained model already makes.
+    """
+    old = model.config.depth
+    unit = 2 if isinstance(model, ILRM) else 1  # iLRM: block 2i reads the images, 2i + 1 attends globally
+    if depth < old or (depth - old) % unit:
+        raise ValueError(f"cannot grow a {old}-block {model.config.arch} model to {depth} blocks (step {unit})")
+    if depth == old:
+        return model
+    units, extra = old // unit, (depth - old) // unit
+    if extra > units:
+        raise ValueError(f"cannot grow a {old}-block model to {depth} blocks: at most {2 * old}")
+    after = {(2 * j + 1) * units // (2 * extra) for j in range(extra)}  # centred in equal stretches
+    order: list[tuple[int, bool]] = []  # (source block, new)
+    for u in range(units):
+        order += [(u * unit + i, False) for i in range(unit)]
+        if u in after:
+            order += [(u * unit + i, True) for i in range(unit)]
+    prefix = "processor.blocks."
+    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(prefix)}
+    blocks = model.state_dict()
+    for new_index, (source, new) in enumerate(order):
+        head = f"{prefix}{source}."
+        for key, value in blocks.items():
+            if key.startswith(head):
+                rest = key[len(head) :]
+                zero = new and rest.endswith(("proj.weight", "fc2.weight"))
+                state[f"{prefix}{new_index}.{rest}"] = torch.zeros_like(value) if zero else value.detach().clone()
+    grown = model_from_state_dict(state, model.config.replace(depth=depth))
+    grown.amp_dtype, grown.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
+    return grown.train(model.training)
+
+
 def published_state_dict(model: LRMBase) -> dict[str, torch.Tensor]:
     """The model's weights under the published checkpoint's key names (``encoder.scaler.*``)."""
     return {PUBLISHED_PREFIX + k: v for k, v in model.state_dict().items()}

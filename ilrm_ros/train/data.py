@@ -237,9 +237,9 @@ def view_counts(num_views: int, max_views: int | None) -> tuple[int, ...]:
     return tuple(range(int(num_views), hi + 1))
 
 
-def _draw_view_count(rng: np.random.Generator, counts: tuple[int, ...]) -> int:
-    """One batch's view count (no draw, and no change to the stream, when there is one choice)."""
-    return counts[0] if len(counts) == 1 else counts[int(rng.integers(len(counts)))]
+def _draw_one(rng: np.random.Generator, options: tuple):
+    """One batch's pick of ``options`` (no draw, and no change to the stream, when there is one)."""
+    return options[0] if len(options) == 1 else options[int(rng.integers(len(options)))]
 
 
 class SyntheticSource:
@@ -251,7 +251,8 @@ class SyntheticSource:
     Scene ``i`` of the stream is a pure function of ``(seed, rank, i)`` (room seeds drawn from
     ``seeds``, by default :data:`TRAIN_SEEDS`), so ``workers`` processes can plan upcoming paths
     (the CPU-heavy part) ahead of time without changing the stream; ``workers=0`` plans inline.
-    With ``max_views``, each batch draws its context-view count from ``num_views..max_views``.
+    With ``max_views``, each batch draws its context-view count from ``num_views..max_views``, and
+    with ``more_sizes`` its image size from ``(height, width)`` and those, in equal shares.
     """
 
     def __init__(
@@ -273,8 +274,10 @@ class SyntheticSource:
         workers: int = 0,
         max_views: int | None = None,
         context_targets: int = 0,
+        more_sizes: Sequence[tuple[int, int]] = (),
     ) -> None:
         self.height, self.width = int(height), int(width)
+        self.sizes = tuple(dict.fromkeys([(self.height, self.width), *((int(h), int(w)) for h, w in more_sizes)]))
         self.context_targets = int(context_targets)
         self.num_views, self.num_targets = int(num_views), int(num_targets)
         self.view_counts = view_counts(self.num_views, max_views)
@@ -353,12 +356,13 @@ class SyntheticSource:
     def sample(self, batch_size: int) -> ViewBatch:
         """The next ``batch_size`` samples: their groups drawn in turn, then rendered in one pass."""
         self._maintain()
-        views = _draw_view_count(self.rng, self.view_counts)
+        views = _draw_one(self.rng, self.view_counts)
+        height, width = _draw_one(self.rng, self.sizes)
         groups, left = [], batch_size
         while left > 0:
             groups.append(self._draw(min(self.group, left), views))
             left -= len(groups[-1][1])
-        return render_view_groups(groups, self.height, self.width, self.with_depth)
+        return render_view_groups(groups, height, width, self.with_depth)
 
     def reseed(self, offset: int) -> None:
         """Switch to another random stream (a resume with a different number of ranks)."""
@@ -484,7 +488,7 @@ class BagSource:
         )
 
     def sample(self, batch_size: int) -> ViewBatch:
-        views = _draw_view_count(self.rng, self.view_counts)
+        views = _draw_one(self.rng, self.view_counts)
         return ViewBatch.stack([self.sample_one(views) for _ in range(batch_size)])
 
     def reseed(self, offset: int) -> None:

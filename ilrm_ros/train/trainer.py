@@ -80,6 +80,7 @@ class TrainConfig:
     max_views: int | None = None
     num_targets: int = 4
     resolution: tuple[int, int] | None = None
+    mix_resolutions: tuple[tuple[int, int], ...] = ()
     rgb_loss: str = "mse"
     ssim_weight: float = 0.0
     depth_weight: float = 0.0
@@ -90,6 +91,7 @@ class TrainConfig:
     beyond_fraction: float = 0.5
     context_targets: int = 0
     query_rgb: bool = False
+    depth: int | None = None
     scene_pool: int = 64
     samples_per_scene: int = 8
     scene_group: int = 4
@@ -104,6 +106,7 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["resolution"] = list(self.resolution) if self.resolution else None
+        d["mix_resolutions"] = [list(size) for size in self.mix_resolutions]
         return d
 
     @classmethod
@@ -112,6 +115,7 @@ class TrainConfig:
         d = {k: v for k, v in d.items() if k in known}
         if d.get("resolution"):
             d["resolution"] = tuple(int(x) for x in d["resolution"])
+        d["mix_resolutions"] = tuple(tuple(int(x) for x in size) for size in d.get("mix_resolutions") or ())
         return cls(**d)
 
 
@@ -160,7 +164,7 @@ class Trainer:
         dist_info: D.DistInfo | None = None,
         trajectories=None,
     ) -> None:
-        from ilrm_ros.model import load_model, with_query_rgb
+        from ilrm_ros.model import load_model, with_depth, with_query_rgb
 
         self.info = dist_info or D.DistInfo()
         self.device = D.resolve_device(str(device) if device is not None else None, self.info.local_rank)
@@ -172,7 +176,10 @@ class Trainer:
             state = read_state(ckpt)
             source = ckpt / MODEL_FILE
         else:
-            source = config.init or PRESETS[config.preset].replace(arch=config.arch, query_rgb=config.query_rgb)
+            preset = PRESETS[config.preset]
+            source = config.init or preset.replace(
+                arch=config.arch, query_rgb=config.query_rgb, depth=config.depth or preset.depth
+            )
         torch.manual_seed(config.seed * 1000 + self.info.rank)
         model = load_model(
             source if isinstance(source, ILRMConfig) else str(source), device=self.device, seed=config.seed
@@ -183,6 +190,10 @@ class Trainer:
             if resume is not None:  # the optimiser state holds the narrower input tokenizer
                 raise ValueError("--query-rgb cannot be turned on when resuming a run without it; use --init")
             model = with_query_rgb(model)
+        if config.depth and config.depth != model.config.depth:  # --init of a shallower model: grow it
+            if resume is not None:
+                raise ValueError(f"--depth {config.depth}: the run being resumed has {model.config.depth} blocks")
+            model = with_depth(model, config.depth)
         model.train()
         model.gradient_checkpointing = config.grad_checkpointing
         if config.compile:
@@ -195,11 +206,12 @@ class Trainer:
         mc = model.config
         self.num_views = config.num_views or mc.num_views
         self.height, self.width = config.resolution or mc.image_size
-        if self.height % mc.patch_size or self.width % mc.patch_size:
-            raise ValueError(
-                f"resolution {self.height}x{self.width} is not divisible by the patch size {mc.patch_size}"
-            )
-        # The model records the input shape it was trained at.
+        for h, w in ((self.height, self.width), *config.mix_resolutions):
+            if h % mc.patch_size or w % mc.patch_size:
+                raise ValueError(f"resolution {h}x{w} is not divisible by the patch size {mc.patch_size}")
+        if config.mix_resolutions and config.data != "synthetic":
+            raise ValueError("--mix-resolution needs --data synthetic (bags are loaded at one size)")
+        # The model records the (first) input shape it was trained at.
         if (self.height, self.width) != mc.image_size or self.num_views != mc.num_views:
             model.config = mc.replace(image_size=(self.height, self.width), num_views=self.num_views)
 
@@ -256,6 +268,7 @@ class Trainer:
                 with_depth=c.depth_weight > 0 or c.gaussian_depth_weight > 0,
                 max_views=c.max_views,
                 context_targets=c.context_targets,
+                more_sizes=c.mix_resolutions,
             )
         if c.data == "bag":
             if trajectories is None:

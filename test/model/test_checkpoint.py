@@ -18,6 +18,7 @@ from ilrm_ros.model import (
     load_model,
     published_state_dict,
     save_checkpoint,
+    with_depth,
     with_query_rgb,
 )
 
@@ -320,3 +321,49 @@ def test_query_rgb_is_an_ilrm_option():
         ILRMConfig(arch="gslrm", query_rgb=True)
     with pytest.raises(ValueError, match="iLRM option"):
         with_query_rgb(load_model(PRESETS["tiny"].replace(arch="gslrm")))
+
+
+# --------------------------------------------------------------------------- growing a trained model
+
+
+@pytest.mark.parametrize("arch, base, depth", [("ilrm", 2, 4), ("ilrm", 4, 6), ("gslrm", 2, 3)])
+def test_growing_keeps_the_output_and_trains_the_new_blocks(tmp_path, arch, base, depth):
+    model = load_model(PRESETS["tiny"].replace(arch=arch, depth=base), seed=3)
+    with torch.no_grad():  # norms away from 1, so a mixed-up tensor would show
+        for p in model.parameters():
+            if p.dim() == 1:
+                p.uniform_(0.5, 1.5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    grown = with_depth(model, depth)
+    assert grown.config == model.config.replace(depth=depth) and len(grown.processor.blocks) == depth
+    if arch == "ilrm":  # read and self blocks still alternate
+        assert [type(b).__name__ for b in grown.processor.blocks] == ["ReadBlock", "SelfBlock"] * (depth // 2)
+    with torch.no_grad():
+        assert_same_output(grown(*tiny_scene()), model(*tiny_scene()), atol=1e-5)
+    for k, v in model.state_dict().items():  # the model it was given is left as it was
+        assert torch.equal(v, before[k]), k
+
+    def outputs(block):  # attention proj and MLP fc2
+        return [m for name, m in block.named_modules() if name.endswith(("proj", "fc2"))]
+
+    new = [b for b in grown.processor.blocks if all(torch.count_nonzero(m.weight) == 0 for m in outputs(b))]
+    assert len(new) == depth - base and len(outputs(new[0])) == 2
+    out = grown.train()(*tiny_scene())
+    (out.sh.square().mean() + out.means.square().mean()).backward()
+    for block in new:  # zero output projections, but they learn from the first step
+        assert all(m.weight.grad.abs().sum() > 0 for m in outputs(block))
+
+    path = tmp_path / "grown.safetensors"  # round trip, and a Lightning file's depth from its shapes
+    save_checkpoint(grown, path, dtype=torch.float32)
+    assert load_model(path).config.depth == depth
+    if arch == "ilrm":
+        write_lightning(tmp_path / "grown.ckpt", published_state_dict(grown))
+        assert load_model(tmp_path / "grown.ckpt").config.depth == depth
+
+
+def test_growing_refuses_what_it_cannot_keep():
+    model = trained_looking_tiny()  # 2 blocks: one read + self pair
+    assert with_depth(model, 2) is model
+    for depth in (1, 3, 6):  # shallower, half a pair, more than one new pair per old one
+        with pytest.raises(ValueError, match="cannot grow"):
+            with_depth(model, depth)

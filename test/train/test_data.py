@@ -123,6 +123,24 @@ def test_synthetic_source_mixes_view_counts_per_batch_and_resumes():
         view_counts(3, 2)
 
 
+def test_synthetic_source_mixes_image_sizes_per_batch():
+    kw = dict(num_views=2, num_targets=2, seed=4, pool_size=2, samples_per_scene=2)
+    src = SyntheticSource(24, 32, more_sizes=[(24, 40), (24, 32)], **kw)
+    assert src.sizes == ((24, 32), (24, 40))  # the first size once
+    seen = set()
+    for _ in range(8):
+        b = src.sample(2)
+        h, w = b.image_size
+        assert b.target_images.shape[-2:] == (h, w) and b.context_depth.shape[-2:] == (h, w)
+        assert torch.allclose(b.context_intrinsics[..., 0, 2], torch.tensor(w / 2))  # intrinsics of that size
+        seen.add((h, w))
+    assert seen == {(24, 32), (24, 40)}
+    one, same = (SyntheticSource(24, 32, more_sizes=m, **kw) for m in ((), [(24, 32)]))
+    assert torch.equal(one.sample(2).target_images, same.sample(2).target_images)  # one size: no extra draw
+    for s in (src, one, same):
+        s.close()
+
+
 def test_render_loss_terms():
     gt = torch.rand(2, 16, 16, 3)
     loss, terms = render_loss(gt.clone(), gt)

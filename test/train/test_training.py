@@ -364,6 +364,62 @@ def test_query_rgb_starts_from_the_init_and_stays_on(tmp_path):
         Trainer(config, tmp_path / "plain", device="cpu", resume=tmp_path / "plain")
 
 
+def test_depth_grows_the_init_and_a_resume_keeps_it(tmp_path):
+    """--depth with a shallower --init: the run starts from that model's output with the new blocks,
+    and its checkpoints and a resume keep the depth."""
+    from ilrm_ros.cli import build_parser
+    from ilrm_ros.cli.train import resolve_config
+    from ilrm_ros.model import load_model, save_checkpoint
+
+    assert resolve_config(build_parser("train").parse_args(["train", "--depth", "4", "--out", "x"]))[0].depth == 4
+    init = tmp_path / "init.safetensors"
+    save_checkpoint(load_model("tiny", seed=5), init, dtype=torch.float32)
+    config = tiny_config(init=str(init), depth=4, steps=2, ckpt_every=2)
+    trainer = Trainer(config, tmp_path / "run", device="cpu")
+    assert trainer.model.config.depth == 4
+    images = torch.rand(1, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]).expand(1, 2, 3, 3)
+    c2w = torch.eye(4).repeat(1, 2, 1, 1)
+    c2w[0, 1, 0, 3] = 0.3
+    with torch.no_grad():
+        got, want = trainer.model(images, K, c2w), load_model(init)(images, K, c2w)
+    torch.testing.assert_close(got.means, want.means, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(got.sh, want.sh, atol=1e-5, rtol=1e-5)
+    trainer.run(steps=2, progress=False)
+    trainer.close()
+    assert load_model(tmp_path / "run" / LAST_DIR / MODEL_FILE).config.depth == 4
+    resumed = Trainer(config, tmp_path / "run", device="cpu", resume=tmp_path / "run")
+    assert resumed.model.config.depth == 4 and resumed.step == 2
+    resumed.close()
+    with pytest.raises(ValueError, match="resumed has 4 blocks"):
+        Trainer(tiny_config(init=str(init), depth=6), tmp_path / "run", device="cpu", resume=tmp_path / "run")
+    fresh = Trainer(tiny_config(depth=4), tmp_path / "fresh", device="cpu")  # a preset at another depth
+    assert fresh.model.config.depth == 4 and len(fresh.model.processor.blocks) == 4
+    fresh.close()
+
+
+def test_mix_resolution_trains_on_each_size_and_records_the_first(tmp_path):
+    from ilrm_ros.cli import build_parser
+    from ilrm_ros.cli.train import resolve_config
+    from ilrm_ros.model import load_model
+
+    argv = ["train", "--resolution", "32", "--mix-resolution", "32x40", "--out", str(tmp_path / "x")]
+    parsed = resolve_config(build_parser("train").parse_args(argv))[0]
+    assert parsed.resolution == (32, 32) and parsed.mix_resolutions == ((32, 40),)
+    config = tiny_config(mix_resolutions=((32, 40),), steps=4, ckpt_every=4)
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    trainer = Trainer(config, tmp_path / "run", device="cpu")
+    sizes = {trainer.data.sample(1).image_size for _ in range(6)}
+    assert sizes == {(32, 32), (32, 40)}
+    trainer.run(steps=4, progress=False)
+    trainer.close()
+    assert load_model(tmp_path / "run" / LAST_DIR / MODEL_FILE).config.image_size == (32, 32)
+    with pytest.raises(ValueError, match="not divisible"):
+        Trainer(tiny_config(mix_resolutions=((32, 36),)), tmp_path / "bad", device="cpu")
+    with pytest.raises(ValueError, match="needs --data synthetic"):
+        Trainer(tiny_config(mix_resolutions=((32, 40),), data="bag"), tmp_path / "bag", device="cpu")
+
+
 class _StepClock:
     """The trainer's clock, moved on by each optimiser step's duration (``seconds(step)``)."""
 

@@ -320,6 +320,15 @@ def test_beyond_fraction_must_be_a_fraction(capsys):
     assert "not in [0, 1]" in capsys.readouterr().err
 
 
+def two_views() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A fixed 2-view 32x32 input (images, intrinsics, cam_to_world) for comparing two models' outputs."""
+    images = torch.rand(1, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]).expand(1, 2, 3, 3)
+    c2w = torch.eye(4).repeat(1, 2, 1, 1)
+    c2w[0, 1, 0, 3] = 0.3
+    return images, K, c2w
+
+
 def test_query_rgb_starts_from_the_init_and_stays_on(tmp_path):
     """--query-rgb with an --init that lacks it: the run starts from that model's output, trains the
     new colour weights, and its checkpoints (and a resume) keep the option."""
@@ -338,10 +347,7 @@ def test_query_rgb_starts_from_the_init_and_stays_on(tmp_path):
     assert model.config.query_rgb
     colour = model.input_tokenizer.weight.reshape(model.config.width, -1, 9)[:, :, :3]
     assert torch.count_nonzero(colour) == 0
-    images = torch.rand(1, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]).expand(1, 2, 3, 3)
-    c2w = torch.eye(4).repeat(1, 2, 1, 1)
-    c2w[0, 1, 0, 3] = 0.3
+    images, K, c2w = two_views()
     with torch.no_grad():  # the same model, up to float rounding (depths reach hundreds)
         got, want = model(images, K, c2w), load_model(init)(images, K, c2w)
     torch.testing.assert_close(got.means, want.means, atol=1e-4, rtol=1e-5)
@@ -377,10 +383,7 @@ def test_depth_grows_the_init_and_a_resume_keeps_it(tmp_path):
     config = tiny_config(init=str(init), depth=4, steps=2, ckpt_every=2)
     trainer = Trainer(config, tmp_path / "run", device="cpu")
     assert trainer.model.config.depth == 4
-    images = torch.rand(1, 2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
-    K = torch.tensor([[40.0, 0, 16], [0, 40.0, 16], [0, 0, 1]]).expand(1, 2, 3, 3)
-    c2w = torch.eye(4).repeat(1, 2, 1, 1)
-    c2w[0, 1, 0, 3] = 0.3
+    images, K, c2w = two_views()
     with torch.no_grad():
         got, want = trainer.model(images, K, c2w), load_model(init)(images, K, c2w)
     torch.testing.assert_close(got.means, want.means, atol=1e-4, rtol=1e-5)

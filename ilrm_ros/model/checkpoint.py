@@ -86,15 +86,18 @@ def with_depth(model: LRMBase, depth: int) -> LRMBase:
         if u in after:
             order += [(u * unit + i, True) for i in range(unit)]
     prefix = "processor.blocks."
-    state = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.startswith(prefix)}
-    blocks = model.state_dict()
+    state: dict[str, torch.Tensor] = {}
+    blocks: dict[int, dict[str, torch.Tensor]] = {}  # block index -> its tensors by name inside the block
+    for key, value in model.state_dict().items():
+        if key.startswith(prefix):
+            index, rest = key[len(prefix) :].split(".", 1)
+            blocks.setdefault(int(index), {})[rest] = value
+        else:
+            state[key] = value.detach().clone()
     for new_index, (source, new) in enumerate(order):
-        head = f"{prefix}{source}."
-        for key, value in blocks.items():
-            if key.startswith(head):
-                rest = key[len(head) :]
-                zero = new and rest.endswith(("proj.weight", "fc2.weight"))
-                state[f"{prefix}{new_index}.{rest}"] = torch.zeros_like(value) if zero else value.detach().clone()
+        for rest, value in blocks[source].items():
+            zero = new and rest.endswith(("proj.weight", "fc2.weight"))
+            state[f"{prefix}{new_index}.{rest}"] = torch.zeros_like(value) if zero else value.detach().clone()
     grown = model_from_state_dict(state, model.config.replace(depth=depth))
     grown.amp_dtype, grown.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
     return grown.train(model.training)

@@ -276,8 +276,7 @@ class SyntheticSource:
         context_targets: int = 0,
         more_sizes: Sequence[tuple[int, int]] = (),
     ) -> None:
-        self.height, self.width = int(height), int(width)
-        self.sizes = tuple(dict.fromkeys([(self.height, self.width), *((int(h), int(w)) for h, w in more_sizes)]))
+        self.sizes = tuple(dict.fromkeys((int(h), int(w)) for h, w in [(height, width), *more_sizes]))
         self.context_targets = int(context_targets)
         self.num_views, self.num_targets = int(num_views), int(num_targets)
         self.view_counts = view_counts(self.num_views, max_views)

@@ -28,6 +28,7 @@ _CONFIG_OPTIONS = (
     "preset",
     "arch",
     "depth",
+    "colour_skip",
     "init",
     "data",
     "bags",
@@ -105,6 +106,7 @@ def _resolution(text: str) -> tuple[int, int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ilrm_ros.model.checkpoint import COLOUR_SKIP_START
     from ilrm_ros.train.losses import RGB_LOSSES
     from ilrm_ros.train.trainer import FIT_AFTER, FIT_EVERY, TrainConfig
 
@@ -143,6 +145,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="iLRM: the ray tokens also take their patch's pixels (not in the published layout). With --init "
         "of a model without it, the new weights start at zero, so training starts from that model's output",
+    )
+    g.add_argument(
+        "--colour-skip",
+        type=float,
+        nargs="?",
+        const=COLOUR_SKIP_START,
+        default=None,
+        metavar="W",
+        help="each Gaussian's colour also takes its own pixel's colour times a learnt per-channel weight, "
+        f"starting at W (default {COLOUR_SKIP_START}; not in the published layout). With --init of a model "
+        "without it, the model's colours are scaled by 1 - W, so training starts from a mix of both",
     )
     g.add_argument("--no-grad-checkpointing", action="store_true", help="keep all activations (faster, more memory)")
     g.add_argument(

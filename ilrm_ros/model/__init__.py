@@ -10,6 +10,7 @@ from .checkpoint import (
     load_model,
     published_state_dict,
     save_checkpoint,
+    with_colour_skip,
     with_depth,
     with_query_rgb,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "published_state_dict",
     "reconstruct",
     "save_checkpoint",
+    "with_colour_skip",
     "with_depth",
     "with_query_rgb",
 ]

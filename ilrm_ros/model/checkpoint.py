@@ -62,6 +62,31 @@ def with_query_rgb(model: LRMBase) -> ILRM:
     return widened.train(model.training)
 
 
+COLOUR_SKIP_START = 1.0
+"""Pixel-colour weight :func:`with_colour_skip` starts from by default: the pixel's whole colour, the
+model's own zeroed. From v25 it gained 2.5 times as much in the same samples as 0.35, the best fixed
+mix without training (docs/training.md, chunk 27)."""
+
+
+def with_colour_skip(model: LRMBase, weight: float = COLOUR_SKIP_START) -> LRMBase:
+    """The same model with ``colour_skip`` on, starting from a mix of its colours and the pixels': the
+    head's colour outputs are scaled by ``1 - weight`` and the pixel's colour enters at ``weight``.
+    Not the same output (no weight is): the model's colours then count for ``1 - weight``."""
+    if model.config.colour_skip:
+        return model
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"colour-skip weight must be in [0, 1], got {weight}")
+    config = model.config.replace(colour_skip=True)
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    decoder = state["token_decoder.1.weight"]  # rows: per pixel of the patch, 14 raw values
+    rows = decoder.reshape(-1, config.gaussian_channels, decoder.shape[1])
+    rows[:, 3:6] *= 1.0 - weight  # the colour values (head.py's layout)
+    state["colour_skip"] = decoder.new_full((3,), weight)
+    converted = model_from_state_dict(state, config)
+    converted.amp_dtype, converted.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
+    return converted.train(model.training)
+
+
 def with_depth(model: LRMBase, depth: int) -> LRMBase:
     """The same model with ``depth`` blocks and the same output (growing a trained model).
 
@@ -212,6 +237,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], base: ILRMConfig = PRES
     if len(sup) != 2 or patch < 1 or 9 * patch * patch != sup[1]:
         raise CheckpointError(f"{pixels_key} has shape {sup}; expected [width, 9 * patch^2]")
     query_rgb = arch == "ilrm" and len(tok) == 2 and tok[1] == 9 * patch * patch
+    colour_skip = "colour_skip" in state_dict
     channels = 9 if arch == "gslrm" or query_rgb else 6
     if len(tok) != 2 or channels * patch * patch != tok[1]:
         raise CheckpointError(f"input_tokenizer.weight has shape {tok}; expected [width, {channels} * patch^2]")
@@ -226,6 +252,7 @@ def infer_config(state_dict: Mapping[str, torch.Tensor], base: ILRMConfig = PRES
         return base.replace(
             arch=arch, width=width, depth=max(blocks) + 1, head_dim=head_dim,
             mlp_ratio=hidden / width, patch_size=patch, image_size=image_size, query_rgb=query_rgb,
+            colour_skip=colour_skip,
         )
     except ValueError as exc:
         raise CheckpointError(f"inconsistent checkpoint shapes: {exc}") from None

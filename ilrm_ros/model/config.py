@@ -43,6 +43,10 @@ class ILRMConfig:
     # iLRM only, not in the published layout: the ray (query) tokens also take their own patch's
     # pixels, [rgb * 2 - 1, m, d] like the support tokens, instead of the rays [m, d] alone.
     query_rgb: bool = False
+    # Not in the published layout: each Gaussian's colour (degree-0 SH) also takes its own pixel's
+    # colour times a learnt per-channel weight (the ``colour_skip`` parameter), so the head predicts
+    # what the pixel lacks instead of the whole colour.
+    colour_skip: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image_size", tuple(int(s) for s in self.image_size))

@@ -21,7 +21,7 @@ from torch import nn
 from ..gaussians import Gaussians
 from .blocks import HeadRMSNorm, Processor, ReadBlock, SelfBlock, layer_norm
 from .config import ILRMConfig
-from .head import activate_gaussians
+from .head import activate_gaussians, add_pixel_colour
 from .rays import camera_rays, patchify, plucker, unpatchify
 
 
@@ -42,6 +42,8 @@ class LRMBase(nn.Module):
             layer_norm(config.width, config.norm_eps),
             nn.Linear(config.width, p * p * config.gaussian_channels, bias=False),
         )
+        if config.colour_skip:  # per channel, from the full pixel colour (see with_colour_skip for fine-tunes)
+            self.colour_skip = nn.Parameter(torch.ones(3))
 
     def reset_parameters(self, std: float = 0.02) -> None:
         """Truncated-normal Linears, unit norm weights (what a fresh model starts from)."""
@@ -50,6 +52,8 @@ class LRMBase(nn.Module):
                 nn.init.trunc_normal_(m.weight, std=std, a=-2 * std, b=2 * std)
             elif isinstance(m, (nn.LayerNorm, HeadRMSNorm)):
                 nn.init.ones_(m.weight)
+        if self.config.colour_skip:
+            nn.init.ones_(self.colour_skip)
 
     def _transform(self, images: torch.Tensor, rays: torch.Tensor) -> torch.Tensor:
         """images ``[B, V, H, W, 3]`` in [0, 1], rays ``[B, V, H, W, 6]`` ``[m, d]`` -> decoder tokens."""
@@ -77,6 +81,8 @@ class LRMBase(nn.Module):
         with self._autocast(images.device):
             tokens = self._transform(pixels, rays)
         raw = unpatchify(tokens.float(), v, h, w, p)  # [B, N, 14]
+        if self.config.colour_skip:
+            raw = add_pixel_colour(raw, pixels, self.colour_skip)
         origins = origins[:, :, None, :].expand(b, v, h * w, 3).reshape(b, v * h * w, 3)
         return activate_gaussians(raw, origins, dirs.reshape(b, v * h * w, 3), self.config)
 

@@ -91,6 +91,7 @@ class TrainConfig:
     beyond_fraction: float = 0.5
     context_targets: int = 0
     query_rgb: bool = False
+    colour_skip: float | None = None
     depth: int | None = None
     scene_pool: int = 64
     samples_per_scene: int = 8
@@ -164,7 +165,7 @@ class Trainer:
         dist_info: D.DistInfo | None = None,
         trajectories=None,
     ) -> None:
-        from ilrm_ros.model import load_model, with_depth, with_query_rgb
+        from ilrm_ros.model import load_model, with_colour_skip, with_depth, with_query_rgb
 
         self.info = dist_info or D.DistInfo()
         self.device = D.resolve_device(str(device) if device is not None else None, self.info.local_rank)
@@ -178,7 +179,8 @@ class Trainer:
         else:
             preset = PRESETS[config.preset]
             source = config.init or preset.replace(
-                arch=config.arch, query_rgb=config.query_rgb, depth=config.depth or preset.depth
+                arch=config.arch, query_rgb=config.query_rgb, depth=config.depth or preset.depth,
+                colour_skip=config.colour_skip is not None,
             )
         torch.manual_seed(config.seed * 1000 + self.info.rank)
         model = load_model(
@@ -190,6 +192,13 @@ class Trainer:
             if resume is not None:  # the optimiser state holds the narrower input tokenizer
                 raise ValueError("--query-rgb cannot be turned on when resuming a run without it; use --init")
             model = with_query_rgb(model)
+        if config.colour_skip is not None and not model.config.colour_skip:
+            if resume is not None:
+                raise ValueError("--colour-skip cannot be turned on when resuming a run without it; use --init")
+            model = with_colour_skip(model, config.colour_skip)  # --init without it: a mix of both colours
+        elif config.colour_skip is not None and resume is None and not config.init:
+            with torch.no_grad():  # a fresh model starts from this pixel-colour weight
+                model.colour_skip.fill_(config.colour_skip)
         if config.depth and config.depth != model.config.depth:  # --init of a shallower model: grow it
             if resume is not None:
                 raise ValueError(f"--depth {config.depth}: the run being resumed has {model.config.depth} blocks")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from ilrm_ros.gaussians import SH_C0
 from ilrm_ros.model import (
     ILRM,
     PRESETS,
@@ -18,6 +19,7 @@ from ilrm_ros.model import (
     load_model,
     published_state_dict,
     save_checkpoint,
+    with_colour_skip,
     with_depth,
     with_query_rgb,
 )
@@ -321,6 +323,48 @@ def test_query_rgb_is_an_ilrm_option():
         ILRMConfig(arch="gslrm", query_rgb=True)
     with pytest.raises(ValueError, match="iLRM option"):
         with_query_rgb(load_model(PRESETS["tiny"].replace(arch="gslrm")))
+
+
+# --------------------------------------------------------------------------- the pixel-colour skip
+
+
+@pytest.mark.parametrize("arch", ["ilrm", "gslrm"])
+def test_colour_skip_mixes_the_model_colours_with_the_pixels(tmp_path, arch):
+    model = load_model(PRESETS["tiny"].replace(arch=arch), seed=3)
+    images, K, c2w = tiny_scene()
+    with torch.no_grad():
+        before = model(images, K, c2w)
+    converted = with_colour_skip(model, 0.35)
+    assert converted.config == model.config.replace(colour_skip=True) and with_colour_skip(converted) is converted
+    with torch.no_grad():
+        after = converted(images, K, c2w)
+    pixels = images[0].permute(0, 2, 3, 1).reshape(-1, 3)  # (view, row, col), the Gaussians' order
+    torch.testing.assert_close(after.sh[0, :, 0], 0.65 * before.sh[0, :, 0] + 0.35 * (pixels - 0.5) / SH_C0)
+    for name in ("means", "quats", "scales", "opacities"):  # only the colours change
+        torch.testing.assert_close(getattr(after, name), getattr(before, name))
+    assert "colour_skip" not in model.state_dict()  # the model it was given is left as it was
+
+    out = converted.train()(images, K, c2w)
+    out.sh.square().mean().backward()
+    assert converted.colour_skip.grad.abs().sum() > 0  # the weight is learnt
+
+    path = tmp_path / "skip.safetensors"
+    save_checkpoint(converted, path, dtype=torch.float32)
+    loaded = load_model(path)
+    assert loaded.config.colour_skip
+    with torch.no_grad():
+        assert_same_output(loaded(images, K, c2w), after)
+    if arch == "ilrm":  # a file without a stored config: the option comes from its keys
+        write_lightning(tmp_path / "skip.ckpt", published_state_dict(converted))
+        assert load_model(tmp_path / "skip.ckpt").config.colour_skip
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        with_colour_skip(model, 1.5)
+
+
+def test_fresh_colour_skip_model_starts_from_the_whole_pixel_colour():
+    model = load_model(PRESETS["tiny"].replace(colour_skip=True), seed=3)
+    assert torch.equal(model.colour_skip.detach(), torch.ones(3))
+    assert not hasattr(load_model("tiny", seed=3), "colour_skip")
 
 
 # --------------------------------------------------------------------------- growing a trained model

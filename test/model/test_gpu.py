@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ilrm_ros.checkpoints import SHIPPED_CHECKPOINT
-from ilrm_ros.model import CompiledForward, load_model, reconstruct, with_query_rgb
+from ilrm_ros.model import CompiledForward, load_model, reconstruct, with_colour_skip, with_query_rgb
 from ilrm_ros.model.attention import attention_backend
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
@@ -89,16 +89,19 @@ def test_compiled_forward_matches_eager(mode, shape):
     assert next(model.parameters()).dtype == torch.float32
 
 
-def test_query_rgb_model_runs_the_fast_path():
-    """A ``query_rgb`` model (its ray tokens also take the pixels) through compile + graph.
+def test_query_rgb_and_colour_skip_model_runs_the_fast_path():
+    """A ``query_rgb`` + ``colour_skip`` model (its ray tokens also take the pixels, its colours add
+    the pixel's) through compile + graph, whose copy holds the skip weight in bf16 too.
 
-    Trained weights (the shipped model, widened if it lacks the option): with seeded random colour
+    Trained weights (the shipped model, converted if it lacks an option): with seeded random colour
     weights one output in 131,072 strayed past the absolute bf16 bound below; the trained ones need
     the relative one (two bf16 steps).
     """
     model = load_model(SHIPPED_CHECKPOINT)
     if not model.config.query_rgb:
         model = with_query_rgb(model)
+    if not model.config.colour_skip:
+        model = with_colour_skip(model)
     model = model.to("cuda")
     fast = CompiledForward(model, 2, 128, 128, mode="compile+graph", attention="default")
     scene = to(small_scene(seed=3), "cuda")

@@ -370,6 +370,42 @@ def test_query_rgb_starts_from_the_init_and_stays_on(tmp_path):
         Trainer(config, tmp_path / "plain", device="cpu", resume=tmp_path / "plain")
 
 
+def test_colour_skip_converts_the_init_and_a_resume_keeps_it(tmp_path):
+    """--colour-skip with an --init that lacks it: the run starts from the mix of both colours at the
+    given weight, learns the weight, and its checkpoints (and a resume) keep the option."""
+    from ilrm_ros.cli import build_parser
+    from ilrm_ros.cli.train import resolve_config
+    from ilrm_ros.model import load_model, save_checkpoint
+
+    parse = build_parser("train").parse_args
+    assert resolve_config(parse(["train", "--colour-skip", "--out", "x"]))[0].colour_skip == 1.0
+    assert resolve_config(parse(["train", "--colour-skip", "0.5", "--out", "x"]))[0].colour_skip == 0.5
+    assert resolve_config(parse(["train", "--out", "x"]))[0].colour_skip is None
+    init = tmp_path / "init.safetensors"
+    save_checkpoint(load_model("tiny", seed=5), init, dtype=torch.float32)
+    config = tiny_config(init=str(init), colour_skip=0.5, steps=2, ckpt_every=2)
+    trainer = Trainer(config, tmp_path / "run", device="cpu")
+    weight = trainer.model.colour_skip
+    assert torch.equal(weight.detach(), torch.full((3,), 0.5))
+    trainer.run(steps=2, progress=False)
+    trainer.close()
+    assert not torch.equal(weight.detach(), torch.full((3,), 0.5))  # learnt
+    saved = load_model(tmp_path / "run" / LAST_DIR / MODEL_FILE)
+    assert saved.config.colour_skip
+    torch.testing.assert_close(saved.colour_skip, weight.detach(), atol=1e-3, rtol=1e-3)  # fp16 on disk
+    resumed = Trainer(config, tmp_path / "run", device="cpu", resume=tmp_path / "run")
+    assert resumed.model.config.colour_skip and resumed.step == 2
+    resumed.close()
+    fresh = Trainer(tiny_config(colour_skip=0.8, steps=2), tmp_path / "fresh", device="cpu")
+    assert torch.equal(fresh.model.colour_skip.detach(), torch.full((3,), 0.8))
+    fresh.close()
+    plain = Trainer(tiny_config(init=str(init), steps=2, ckpt_every=2), tmp_path / "plain", device="cpu")
+    plain.run(steps=2, progress=False)
+    plain.close()
+    with pytest.raises(ValueError, match="when resuming"):
+        Trainer(config, tmp_path / "plain", device="cpu", resume=tmp_path / "plain")
+
+
 def test_depth_grows_the_init_and_a_resume_keeps_it(tmp_path):
     """--depth with a shallower --init: the run starts from that model's output with the new blocks,
     and its checkpoints and a resume keep the depth."""

@@ -71,7 +71,7 @@ mix without training (docs/training.md, chunk 27)."""
 def with_colour_skip(model: LRMBase, weight: float = COLOUR_SKIP_START) -> LRMBase:
     """The same model with ``colour_skip`` on, starting from a mix of its colours and the pixels': the
     head's colour outputs are scaled by ``1 - weight`` and the pixel's colour enters at ``weight``.
-    Not the same output (no weight is): the model's colours then count for ``1 - weight``."""
+    Only ``weight`` 0 keeps the output; the skip is worth it when the weight is large (chunk 27)."""
     if model.config.colour_skip:
         return model
     if not 0.0 <= weight <= 1.0:

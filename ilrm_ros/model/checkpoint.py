@@ -43,6 +43,14 @@ def build_model(config: ILRMConfig) -> LRMBase:
     return (ILRM if config.arch == "ilrm" else GSLRM)(config)
 
 
+def _rebuilt_like(model: LRMBase, state: dict[str, torch.Tensor], config: ILRMConfig) -> LRMBase:
+    """A model of ``config`` holding ``state``, run like ``model`` (autocast dtype, activation
+    checkpointing, train or eval): what the ``with_*`` conversions return."""
+    rebuilt = model_from_state_dict(state, config)
+    rebuilt.amp_dtype, rebuilt.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
+    return rebuilt.train(model.training)
+
+
 def with_query_rgb(model: LRMBase) -> ILRM:
     """The same iLRM with ``query_rgb`` on and the same output: the input tokenizer gains a zero
     weight for each pixel's colour, so training starts from the model it was given."""
@@ -57,9 +65,7 @@ def with_query_rgb(model: LRMBase) -> ILRM:
     weight = old.new_zeros(old.shape[0], pixels, 9)
     weight[:, :, 3:] = old.reshape(old.shape[0], pixels, 6)  # per pixel: [rgb, m, d] <- [m, d]
     state["input_tokenizer.weight"] = weight.reshape(old.shape[0], pixels * 9)
-    widened = model_from_state_dict(state, config)
-    widened.amp_dtype, widened.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
-    return widened.train(model.training)
+    return _rebuilt_like(model, state, config)
 
 
 COLOUR_SKIP_START = 1.0
@@ -82,9 +88,7 @@ def with_colour_skip(model: LRMBase, weight: float = COLOUR_SKIP_START) -> LRMBa
     rows = decoder.reshape(-1, config.gaussian_channels, decoder.shape[1])
     rows[:, 3:6] *= 1.0 - weight  # the colour values (head.py's layout)
     state["colour_skip"] = decoder.new_full((3,), weight)
-    converted = model_from_state_dict(state, config)
-    converted.amp_dtype, converted.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
-    return converted.train(model.training)
+    return _rebuilt_like(model, state, config)
 
 
 def with_depth(model: LRMBase, depth: int) -> LRMBase:
@@ -123,9 +127,7 @@ def with_depth(model: LRMBase, depth: int) -> LRMBase:
         for rest, value in blocks[source].items():
             zero = new and rest.endswith(("proj.weight", "fc2.weight"))
             state[f"{prefix}{new_index}.{rest}"] = torch.zeros_like(value) if zero else value.detach().clone()
-    grown = model_from_state_dict(state, model.config.replace(depth=depth))
-    grown.amp_dtype, grown.gradient_checkpointing = model.amp_dtype, model.gradient_checkpointing
-    return grown.train(model.training)
+    return _rebuilt_like(model, state, model.config.replace(depth=depth))
 
 
 def published_state_dict(model: LRMBase) -> dict[str, torch.Tensor]:

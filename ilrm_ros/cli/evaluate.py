@@ -52,6 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="3DGS optimisation budgets in seconds (default 1 10; none to skip)",
     )
+    parser.add_argument(
+        "--refine-steps",
+        type=int,
+        nargs="*",
+        default=[],
+        metavar="N",
+        help="also score the model with its Gaussians refined on the context views for N Adam steps "
+        "(one row per N; meant for a GPU)",
+    )
+    parser.add_argument("--refine-lr-scale", type=float, default=4.0, help="multiplier of the 3DGS recipe's "
+                        "learning rates in the refinement (default 4, as the node's scene.refine_steps)")
     parser.add_argument("--gs-points", type=int, default=50_000, help="Gaussians of the 3DGS baseline (default 50000)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
@@ -76,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         GaussianOptim,
         ModelMethod,
         NearestContext,
+        RefinedModelMethod,
         environment,
         evaluate,
         make_cases,
@@ -98,7 +110,10 @@ def run(args: argparse.Namespace) -> int:
         p = model.config.patch_size
         h, w = (max(p, min(s, QUICK_SIZE) // p * p) for s in (h, w))
     scenes = args.scenes or (QUICK_SCENES if args.quick else 20)
-    methods = [ModelMethod(f"iLRM ({model.config.arch}, {args.checkpoint})", model), NearestContext()]
+    label = f"iLRM ({model.config.arch}, {args.checkpoint})"
+    methods = [ModelMethod(label, model)]
+    methods += [RefinedModelMethod(label, model, n, args.refine_lr_scale) for n in args.refine_steps]
+    methods.append(NearestContext())
     if args.baseline_ckpt:
         baseline = load_model(args.baseline_ckpt, device=device)
         methods.append(ModelMethod(f"GS-LRM ({baseline.config.arch}, {args.baseline_ckpt})", baseline))

@@ -11,6 +11,8 @@ Methods (all rendered with :func:`ilrm_ros.render.render` on white, scored with
 
 * the model under test (and a GS-LRM-style baseline checkpoint, if given): refresh time = the
   model forward of :func:`~ilrm_ros.model.reconstruct`, CUDA-synchronised, after one warm-up;
+* the same model with its Gaussians refined on the context views for N steps (``--refine-steps``):
+  refresh time = the model's forward plus one timed refinement;
 * ``nearest context``: each target scored against the context image of the nearest camera (the floor);
 * ``3DGS optim Ns``: per-scene Gaussian optimisation for N seconds (:mod:`.gs_optim`, CUDA only).
 
@@ -43,6 +45,7 @@ import torch
 from ilrm_ros.gaussians import Gaussians
 from ilrm_ros.pipeline.config import PipelineConfig
 from ilrm_ros.render import WHITE
+from ilrm_ros.scene.refine import DEFAULT_LR_SCALE
 from ilrm_ros.train.data import ViewBatch, make_synthetic_scene, render_views
 from ilrm_ros.train.splits import EVAL_SEEDS
 from ilrm_ros.train.views import sample_views
@@ -178,8 +181,18 @@ class ModelMethod(Method):
         self._warm: set[tuple] = set()
 
     def predict(self, case: Case) -> Prediction:
-        from ilrm_ros.model import reconstruct
         from ilrm_ros.render import render
+
+        v = case.views
+        g, refresh = self._gaussians(case)
+        h, w = v.image_size
+        device = g.means.device
+        out = render(g, v.target_intrinsics[0].to(device), v.target_cam_to_world[0].to(device), w, h, background=WHITE)
+        return _with_geometry(Prediction(out.rgb, refresh, out.depth), g, case)
+
+    def _gaussians(self, case: Case) -> tuple[Gaussians, float]:
+        """The model's Gaussians for ``case`` and the median time of its timed forwards."""
+        from ilrm_ros.model import reconstruct
 
         v = case.views
         device = next(self.model.parameters()).device
@@ -199,10 +212,31 @@ class ModelMethod(Method):
             g = reconstruct(self.model, *args)
             _sync(device)
             times.append(time.perf_counter() - t0)
-        refresh = statistics.median(times)
-        h, w = v.image_size
-        out = render(g, v.target_intrinsics[0].to(device), v.target_cam_to_world[0].to(device), w, h, background=WHITE)
-        return _with_geometry(Prediction(out.rgb, refresh, out.depth), g, case)
+        return g, statistics.median(times)
+
+
+class RefinedModelMethod(ModelMethod):
+    """A feed-forward model whose Gaussians are then refined on the context views
+    (:func:`~ilrm_ros.scene.refine.refine_gaussians`); refresh = forward + refinement."""
+
+    def __init__(self, name: str, model, steps: int, lr_scale: float = DEFAULT_LR_SCALE) -> None:
+        super().__init__(f"{name} + refine {steps} steps", model,
+                         note=f"{steps} Adam steps on the context views (3DGS loss, rates x{lr_scale:g})")
+        self.steps, self.lr_scale = steps, lr_scale
+
+    def _gaussians(self, case: Case) -> tuple[Gaussians, float]:
+        from ilrm_ros.scene.refine import refine_gaussians
+
+        g, forward_s = super()._gaussians(case)
+        v = case.views
+        device = g.means.device
+        args = (v.context_images[0].to(device), v.context_intrinsics[0].to(device),
+                v.context_cam_to_world[0].to(device), self.steps, self.lr_scale)
+        _sync(device)
+        t0 = time.perf_counter()
+        g = refine_gaussians(g, *args)
+        _sync(device)
+        return g, forward_s + time.perf_counter() - t0
 
 
 def pose_distance(a: torch.Tensor, b: torch.Tensor, metres_per_radian: float = 0.5) -> torch.Tensor:

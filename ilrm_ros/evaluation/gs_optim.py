@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ilrm_ros.gaussians import SH_C0, Gaussians
+from ilrm_ros.scene.refine import photometric_loss
 
 
 def optimise_gaussians(
@@ -34,7 +35,6 @@ def optimise_gaussians(
     frame, detached) and the number of optimisation steps taken.
     """
     from gsplat import rasterization
-    from pytorch_msssim import ssim
 
     from ilrm_ros.render.gsplat_backend import load_kernels
 
@@ -66,7 +66,7 @@ def optimise_gaussians(
     start = time.perf_counter()
     while True:
         with torch.enable_grad():  # callers may evaluate under no_grad
-            loss = _loss(rasterization, ssim, params, viewmats, Ks, w, h, bg, target)
+            loss = _loss(rasterization, params, viewmats, Ks, w, h, bg, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -85,7 +85,7 @@ def optimise_gaussians(
     return g, steps
 
 
-def _loss(rasterization, ssim, params, viewmats, Ks, w, h, bg, target) -> torch.Tensor:
+def _loss(rasterization, params, viewmats, Ks, w, h, bg, target) -> torch.Tensor:
     colors, _, _ = rasterization(
         params["means"],
         F.normalize(params["quats"], dim=-1),
@@ -101,5 +101,4 @@ def _loss(rasterization, ssim, params, viewmats, Ks, w, h, bg, target) -> torch.
         rasterize_mode="classic",
         packed=False,
     )
-    pred = colors.permute(0, 3, 1, 2)
-    return 0.8 * (pred - target).abs().mean() + 0.2 * (1.0 - ssim(pred, target, data_range=1.0))
+    return photometric_loss(colors.permute(0, 3, 1, 2), target)

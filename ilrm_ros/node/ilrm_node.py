@@ -415,7 +415,7 @@ class IlrmNode(Node):
             values[f"dropped_{reason}"] = n
         counts = snap.get("counts", {})
         for name in ("synced", "keyframes", "refreshes", "refresh_superseded", "refresh_errors", "refresh_oom",
-                     "render_errors", "sync_resets"):
+                     "refine_errors", "render_errors", "sync_resets"):
             values[name] = counts.get(name, 0)
         for name, pct in snap.get("latency", {}).items():
             for q, v in pct.items():

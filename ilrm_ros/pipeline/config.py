@@ -84,6 +84,12 @@ class PipelineConfig:
         choices=("window", "map"))
     scene_budget: int = _param(200_000, "Most Gaussians the scene keeps.", range=(1_000, 20_000_000),
                                read_only=True)
+    scene_refine_steps: int = _param(
+        0, "GPU only: Adam steps that fit each refresh's Gaussians to the window's own images before they "
+        "join the scene (3DGS loss; sharper colours, at a few ms a step on an H100, added to the keyframe -> "
+        "points latency; see docs/quality.md). 0 = off. On the CPU it is skipped with a warning: the CPU "
+        "renderer's backward pass needs tens of GB at the model's input size.",
+        range=(0, 1000))
     render_background: list = _param([1.0, 1.0, 1.0], "RGB in [0, 1] behind the rendered Gaussians.",
                                      range=(0.0, 1.0), length=3)
     points_min_opacity: float = _param(0.1, "Gaussians below this opacity are left out of the point cloud.",

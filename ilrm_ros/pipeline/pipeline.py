@@ -44,6 +44,7 @@ from ilrm_ros.pipeline.stats import Stats
 from ilrm_ros.pipeline.sync import DropFrame, PoseBuffer
 from ilrm_ros.render import RenderResult, render
 from ilrm_ros.scene import Scene, pack_points
+from ilrm_ros.scene.refine import refine_gaussians
 from ilrm_ros.transfer import upload
 
 log = logging.getLogger(__name__)
@@ -86,13 +87,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
-def _check_finite(gaussians: Gaussians) -> None:
+def _check_finite(gaussians: Gaussians, source: str = "the model") -> None:
     """Raise ``FloatingPointError`` naming the fields with NaN/inf: in the scene they would stay
     there (map mode) and poison every render."""
     names = ("means", "quats", "scales", "opacities", "sh")
     bad = [n for n in names if not torch.isfinite(getattr(gaussians, n)).all()]
     if bad:
-        raise FloatingPointError(f"the model produced non-finite Gaussian {', '.join(bad)}")
+        raise FloatingPointError(f"{source} produced non-finite Gaussian {', '.join(bad)}")
 
 
 def fallback_plans(num_views: int, size: tuple[int, int], patch: int) -> Iterator[tuple[int, tuple[int, int]]]:
@@ -251,8 +252,10 @@ class Pipeline:
                 # Not the model's size, so the resize path runs too.
                 image = rng.integers(0, 256, (h + 2 * self.model.config.patch_size, w, 3), dtype=np.uint8)
                 frames.append(Frame(i, image, K, c2w))
-            gaussians, K_t, c2w_t, size = self._reconstruct_once(tuple(frames), self.resolution)
+            gaussians, K_t, c2w_t, size, images = self._reconstruct_once(tuple(frames), self.resolution)
             _check_finite(gaussians)
+            gaussians = self._refine(gaussians, images, K_t, c2w_t, min(self.config.scene_refine_steps, 1),
+                                     timed=False)
             self._new_scene().update(gaussians, K_t, c2w_t, *size)
             if self.on_warmup is not None:
                 self.on_warmup(gaussians)
@@ -488,8 +491,9 @@ class Pipeline:
         start = time.perf_counter()
         self.stats.latency("refresh_wait", start - job.requested)
         try:
-            gaussians, K, c2w, (h, w) = self._reconstruct(job.frames)
+            gaussians, K, c2w, (h, w), images = self._reconstruct(job.frames)
             _check_finite(gaussians)
+            gaussians = self._refine(gaussians, images, K, c2w, self.config.scene_refine_steps)
             with self._scene_lock:
                 if job.epoch != self._epoch:  # reset() while this refresh ran
                     return
@@ -543,7 +547,36 @@ class Pipeline:
         model = fast if fixed_shape else self.model
         with torch.inference_mode():
             gaussians = reconstruct(model, images_t, K_t, c2w_t[None]).batch(0)
-        return gaussians, K_t[0], c2w_t, size
+        return gaussians, K_t[0], c2w_t, size, images_t[0]
+
+    def _refine(self, gaussians: Gaussians, images: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor,
+                steps: int, timed: bool = True) -> Gaussians:
+        """``gaussians`` fitted to the window's images for ``steps`` steps (``scene.refine_steps``).
+
+        CUDA only; on the CPU, or when a refinement fails or gives non-finite values, the model's
+        Gaussians are kept (with a warning). ``timed``: record the ``refine`` latency (not the warm-up's).
+        """
+        if steps <= 0:
+            return gaussians
+        if self.device.type != "cuda":
+            self._warn("scene.refine_steps needs CUDA (the CPU renderer's backward pass would need tens of GB): "
+                       "refreshes are not refined", key="refine_cpu")
+            return gaussians
+        start = time.perf_counter()
+        try:
+            images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
+            refined = refine_gaussians(gaussians, images, K, c2w, steps)
+            _check_finite(refined, source="the refinement")
+        except Exception as exc:  # noqa: BLE001 - keep the model's scene rather than lose the refresh
+            if isinstance(exc, torch.cuda.OutOfMemoryError):
+                torch.cuda.empty_cache()
+            self.stats.count("refine_errors")
+            self._warn(f"refinement failed, using the model's Gaussians ({type(exc).__name__}: {exc})",
+                       key=f"refine_error:{type(exc).__name__}")
+            return gaussians
+        if timed:
+            self.stats.latency("refine", time.perf_counter() - start)
+        return refined
 
     # ------------------------------------------------------------------ outputs
     def scene_snapshot(self) -> tuple[Gaussians, int]:

@@ -433,3 +433,65 @@ def test_fused_blocks_without_a_compiled_gpu_forward_warn_and_run_exact(model):
     assert any("model_fused_blocks needs CUDA" in w for w in warnings), warnings
     _feed(pipe, 4)
     assert len(pipe.scene_snapshot()[0]) > 0
+
+
+def test_refine_steps_on_the_cpu_warn_and_keep_the_models_scene(model):
+    """``scene.refine_steps`` is GPU-only: on the CPU the refresh runs unrefined, with one warning."""
+    warnings = []
+    plain, refined = _pipe(model), _pipe(model, config={"scene.refine_steps": 5}, on_warning=warnings.append)
+    for pipe in (plain, refined):
+        _feed(pipe, 3)
+    a, b = plain.scene_snapshot()[0], refined.scene_snapshot()[0]
+    assert torch.equal(a.means, b.means) and torch.equal(a.sh, b.sh) and len(a) > 0
+    assert sum("scene.refine_steps needs CUDA" in w for w in warnings) == 1, warnings
+    assert "refine" not in refined.stats.snapshot()["latency"]
+    assert refined.apply({"scene.refine_steps": 0}).scene_refine_steps == 0  # changeable at run time
+    for pipe in (plain, refined):
+        pipe.close()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_pipeline_refines_each_refresh_on_its_window():
+    """With ``scene.refine_steps`` the scene reproduces the window's own views better (its latest frame)."""
+    model = load_model("tiny", device="cuda")
+    scores = {}
+    for steps in (0, 20):
+        pipe = _pipe(model, config={"scene.refine_steps": steps})
+        try:
+            _feed(pipe, 3)
+            scores[steps] = pipe.evaluate_latest()["psnr"]
+            latency = pipe.stats.snapshot()["latency"]
+            assert ("refine" in latency) == (steps > 0) and "refine_errors" not in pipe.stats.counts
+        finally:
+            pipe.close()
+    assert scores[20] > scores[0] + 0.3, scores
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_refinement_that_fails_keeps_the_models_scene(monkeypatch):
+    """A refinement that raises or gives NaN costs the refinement only: the refresh lands unrefined."""
+    from ilrm_ros.gaussians import Gaussians
+    from ilrm_ros.pipeline import pipeline as pipeline_module
+
+    model = load_model("tiny", device="cuda")
+    plain = _pipe(model)
+    _feed(plain, 3)
+    expected, refreshes = plain.scene_snapshot()
+    plain.close()
+    poisoned = lambda g, *a, **k: Gaussians(**{n: t * float("nan") for n, t in vars(g).items()})  # noqa: E731
+    for fault in (poisoned, lambda *a, **k: 1 / 0):
+        monkeypatch.setattr(pipeline_module, "refine_gaussians", fault)
+        warnings = []
+        pipe = _pipe(model, config={"scene.refine_steps": 5}, on_warning=warnings.append)
+        try:
+            _feed(pipe, 3)
+            got, version = pipe.scene_snapshot()
+            assert version == refreshes and torch.isfinite(got.sh).all()
+            torch.testing.assert_close(got.means, expected.means, rtol=0, atol=1e-4)
+            # Every refresh's refinement failed, and the warm-up's one step.
+            assert pipe.stats.counts["refine_errors"] == refreshes + 1 and "refresh_errors" not in pipe.stats.counts
+            assert any("refinement failed, using the model's Gaussians" in w for w in warnings), warnings
+        finally:
+            pipe.close()

@@ -76,6 +76,19 @@ def test_quick_eval_cli_writes_table_and_json(tmp_path):
     assert "| PSNR context (dB) | +0.00 ± 0.00 (0/2, 2 level) |" in same
 
 
+def test_eval_refine_rows_fit_the_context_views_better(tmp_path):
+    out = tmp_path / "bench.md"
+    args = ["eval", "--quick", "--checkpoint", "tiny", "--scenes", "1", "--resolution", "32", "--device", "cpu",
+            "--refine-steps", "3", "--out", str(out)]
+    assert cli_main(args) == 0
+    rows = {(r["method"], r["num_views"]): r for r in json.loads(out.with_suffix(".json").read_text())["rows"]}
+    for v in (2, 4):
+        plain, refined = rows[("iLRM (ilrm, tiny)", v)], rows[("iLRM (ilrm, tiny) + refine 3 steps", v)]
+        assert refined["psnr_context"] > plain["psnr_context"]  # the steps fit the views they are given
+        assert refined["refresh_ms"] > plain["refresh_ms"]  # and their time counts in the refresh
+    assert "| iLRM (ilrm, tiny) + refine 3 steps | 2 |" in out.read_text()
+
+
 def _run(path, seeds, psnr, absrel, method="iLRM (ilrm, x)"):
     per_scene = [
         {"seed": s, "refresh_s": 0.01, "psnr_between": p, "psnr_beyond": p - 1, "ssim_between": 0.5,

@@ -18,7 +18,7 @@ setup(
     name=PACKAGE,
     version="0.1.0",
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["checkpoints/*.safetensors", "viewer/*.html"]},
+    package_data={PACKAGE: ["checkpoints/*.safetensors", "viewer/*.html", "node/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -32,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="--node: extra node parameter, e.g. render.trigger:=timer (repeatable)")
     parser.add_argument("--profile", action="store_true", help="also profile one forward per --views shape and "
                         "mode: time per kernel, grouped into attention / gemm / fused / other")
+    parser.add_argument("--transport", action="store_true", help="also measure PointCloud2 transport between two "
+                        "processes (`~/points`-sized clouds), with the node's Fast DDS profile and without")
     parser.add_argument("--out", help="write the results as JSON here")
 
 
@@ -97,6 +99,16 @@ def run(args: argparse.Namespace) -> int:
         diag = result["node"]["node_diagnostics"]
         print("node's own diagnostics: " + ", ".join(f"{k} {v}" for k, v in diag.items()
                                                       if "latency" in k or k.startswith(("gpu_", "refresh"))))
+    if args.transport:
+        from ilrm_ros.node.transport_probe import measure
+
+        sizes = (20_000, 30_000, 100_000)  # below and above Fast DDS's default 512 KiB segment; points.max_points
+        result["transport"] = [measure(n, 30, profile) for n in sizes for profile in (False, True)]
+        for row in result["transport"]:
+            print(f"transport: {row['points']} points ({row['bytes'] / 1e6:.2f} MB), "
+                  f"{'node profile' if row['profile'] else 'Fast DDS defaults'}: "
+                  f"p50 {row.get('p50', float('nan')):.2f} / p95 {row.get('p95', float('nan')):.2f} ms "
+                  f"over {row['clouds']} clouds")
     if args.out:
         with open(args.out, "w") as f:
             json.dump(result, f, indent=2)

@@ -15,10 +15,14 @@ def main(argv: list[str] | None = None) -> int:
             "`ros2 param describe /ilrm <name>` documents each. See README.md."
         )
         return 0
+    from ilrm_ros.node.dds_profile import apply_fastdds_profile
+
+    _, transport = apply_fastdds_profile()  # before the DDS participant exists
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args)
+    rclpy.logging.get_logger("ilrm").info(transport)
     from ilrm_ros.node.ilrm_node import IlrmNode, StartupError
 
     node = None

@@ -102,6 +102,8 @@ def measure(points: int, clouds: int = 30, profile: bool = True) -> dict:
     finally:
         if sub.poll() is None:
             sub.kill()
+    if not out.strip():
+        raise RuntimeError(f"transport probe: the subscriber process printed nothing (exit code {sub.returncode})")
     result = json.loads(out.strip().splitlines()[-1])
     lat = result.pop("latencies_ms")
     pct = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95)} if lat else {}

@@ -61,8 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="also score the model with its Gaussians refined on the context views for N Adam steps "
         "(one row per N; meant for a GPU)",
     )
-    parser.add_argument("--refine-lr-scale", type=float, default=4.0, help="multiplier of the 3DGS recipe's "
-                        "learning rates in the refinement (default 4, as the node's scene.refine_steps)")
+    parser.add_argument("--refine-lr-scale", type=float, default=None, help="multiplier of the 3DGS recipe's "
+                        "learning rates in the refinement (default: the node's, refine.DEFAULT_LR_SCALE = 4)")
     parser.add_argument("--gs-points", type=int, default=50_000, help="Gaussians of the 3DGS baseline (default 50000)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument(
@@ -112,7 +112,8 @@ def run(args: argparse.Namespace) -> int:
     scenes = args.scenes or (QUICK_SCENES if args.quick else 20)
     label = f"iLRM ({model.config.arch}, {args.checkpoint})"
     methods = [ModelMethod(label, model)]
-    methods += [RefinedModelMethod(label, model, n, args.refine_lr_scale) for n in args.refine_steps]
+    scale = {} if args.refine_lr_scale is None else {"lr_scale": args.refine_lr_scale}
+    methods += [RefinedModelMethod(label, model, n, **scale) for n in args.refine_steps]
     methods.append(NearestContext())
     if args.baseline_ckpt:
         baseline = load_model(args.baseline_ckpt, device=device)

@@ -258,7 +258,6 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
 
     import numpy as np
     from diagnostic_msgs.msg import DiagnosticArray
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image, PointCloud2
 
     from ilrm_ros.bag import write_synthetic_bag
@@ -266,6 +265,7 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
     from ilrm_ros.bag.writer import IMAGE_TOPIC, INFO_TOPIC, POSE_TOPIC
     from ilrm_ros.demo import NodeSession
     from ilrm_ros.io.convert import stamp_ns
+    from ilrm_ros.node.messages import latched_qos
 
     out = Path(workdir).resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -277,8 +277,7 @@ def node_latency(device: str = "auto", frames: int = 150, rate_hz: float = 30.0,
     diagnostics: dict[str, str] = {}
     with NodeSession(out, device, checkpoint, client_name="ilrm_bench", params=params) as session:
         client = session.client
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = latched_qos()
         client.create_subscription(PointCloud2, "/ilrm/points",
                                    lambda m: points.append((stamp_ns(m.header), time.monotonic(), m.width)), latched)
         client.create_subscription(Image, "/ilrm/render/image",

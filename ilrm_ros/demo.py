@@ -105,11 +105,11 @@ class Recorder:
     def __init__(self, node) -> None:
         from diagnostic_msgs.msg import DiagnosticArray
         from geometry_msgs.msg import PoseArray
-        from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import Image, PointCloud2
 
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        from ilrm_ros.node.messages import latched_qos
+
+        latched = latched_qos()
         self.renders: dict[int, np.ndarray] = {}
         self.depths: dict[int, np.ndarray] = {}
         self.keyframe_poses: list[np.ndarray] = []

@@ -13,10 +13,9 @@ import math
 import time
 
 import torch
-import torch.nn.functional as F
 
 from ilrm_ros.gaussians import SH_C0, Gaussians
-from ilrm_ros.scene.refine import photometric_loss
+from ilrm_ros.scene.refine import activate, photometric_loss
 
 
 def optimise_gaussians(
@@ -75,23 +74,18 @@ def optimise_gaussians(
         if time.perf_counter() - start >= budget_s:
             break
     with torch.no_grad():
-        g = Gaussians(
-            means=params["means"].detach(),
-            quats=F.normalize(params["quats"].detach(), dim=-1),
-            scales=params["log_scales"].detach().exp(),
-            opacities=torch.sigmoid(params["opacity_logits"].detach()),
-            sh=params["sh"].detach(),
-        )
+        g = activate(params).detach()
     return g, steps
 
 
 def _loss(rasterization, params, viewmats, Ks, w, h, bg, target) -> torch.Tensor:
+    g = activate(params)
     colors, _, _ = rasterization(
-        params["means"],
-        F.normalize(params["quats"], dim=-1),
-        params["log_scales"].exp(),
-        torch.sigmoid(params["opacity_logits"]),
-        params["sh"],
+        g.means,
+        g.quats,
+        g.scales,
+        g.opacities,
+        g.sh,
         viewmats,
         Ks,
         w,

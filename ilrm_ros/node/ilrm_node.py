@@ -27,7 +27,7 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import InvalidParameterTypeException, ParameterException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from std_msgs.msg import Float32
 from std_srvs.srv import Trigger
@@ -48,6 +48,7 @@ from ilrm_ros.node.messages import (
     depth_msg,
     diagnostics_msg,
     image_msg,
+    latched_qos,
     pointcloud_msg,
     pose_array_msg,
 )
@@ -181,8 +182,7 @@ class IlrmNode(Node):
         self.create_subscription(POSE_MESSAGES[config.pose_type], "pose", self._on_pose, qos, callback_group=inputs)
         self.create_subscription(PoseStamped, "~/render_pose", self._on_render_pose, 10, callback_group=inputs)
 
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        latched = latched_qos()
         self._pub_image = self.create_publisher(Image, "~/render/image", 5)
         self._pub_depth = self.create_publisher(Image, "~/render/depth", 5)
         self._pub_info = self.create_publisher(CameraInfo, "~/render/camera_info", 5)

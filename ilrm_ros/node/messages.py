@@ -7,10 +7,17 @@ import array
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Pose, PoseArray
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2, PointField
 from std_msgs.msg import Header
 
 from ilrm_ros.io.convert import camera_info_to_fields, depth_to_fields, image_to_fields, pose_to_xyz_quat, stamp_fields
+
+
+def latched_qos() -> QoSProfile:
+    """Reliable, transient-local, depth 1: the QoS of `~/points` and `~/keyframes`, so a late subscriber
+    gets the latest message."""
+    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def header(stamp_ns: int, frame_id: str) -> Header:

@@ -18,30 +18,23 @@ import time
 TOPIC = "/ilrm_transport_probe/points"
 
 
-def _qos():
-    from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-
-    return QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-
-
 def _publish(node, points: int, clouds: int, period_s: float) -> None:
     import numpy as np
-    from sensor_msgs.msg import PointCloud2, PointField
+    from sensor_msgs.msg import PointCloud2
 
+    from ilrm_ros.io.convert import stamp_fields
+    from ilrm_ros.node.messages import latched_qos, pointcloud_msg
     from ilrm_ros.scene.pointcloud import POINT_DTYPE, POINT_FIELDS
 
-    pub = node.create_publisher(PointCloud2, TOPIC, _qos())
+    pub = node.create_publisher(PointCloud2, TOPIC, latched_qos())
     deadline = time.monotonic() + 30.0
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     time.sleep(0.5)  # let the reader's endpoints settle
-    payload = np.random.default_rng(0).random((points, 5), dtype=np.float32).view(np.uint8).tobytes()
+    cloud = np.random.default_rng(0).random((points, 5), dtype=np.float32).view(POINT_DTYPE).reshape(-1)
+    msg = pointcloud_msg(cloud, POINT_FIELDS, 0, "ilrm_transport_probe")  # the node's own message builder
     for _ in range(clouds + 1):  # the first one is latched for late joiners and is not scored
-        msg = PointCloud2(height=1, width=points, point_step=POINT_DTYPE.itemsize,
-                          row_step=POINT_DTYPE.itemsize * points, is_dense=True)
-        msg.fields = [PointField(name=n, offset=o, datatype=t, count=c) for n, o, t, c in POINT_FIELDS]
-        msg.data = payload
-        msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(time.time_ns(), 1_000_000_000)
+        msg.header.stamp.sec, msg.header.stamp.nanosec = stamp_fields(time.time_ns()).values()
         pub.publish(msg)
         time.sleep(period_s)
     time.sleep(1.0)
@@ -51,13 +44,15 @@ def _subscribe(node, clouds: int, timeout_s: float) -> dict:
     import rclpy
     from sensor_msgs.msg import PointCloud2
 
+    from ilrm_ros.io.convert import stamp_ns
+    from ilrm_ros.node.messages import latched_qos
+
     latencies: list[float] = []
 
     def received(msg) -> None:
-        sent = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
-        latencies.append((time.time_ns() - sent) / 1e6)
+        latencies.append((time.time_ns() - stamp_ns(msg.header)) / 1e6)
 
-    node.create_subscription(PointCloud2, TOPIC, received, _qos())
+    node.create_subscription(PointCloud2, TOPIC, received, latched_qos())
     deadline = time.monotonic() + timeout_s
     while len(latencies) < clouds + 1 and time.monotonic() < deadline:
         rclpy.spin_once(node, timeout_sec=0.1)
@@ -107,7 +102,9 @@ def measure(points: int, clouds: int = 30, profile: bool = True) -> dict:
     result = json.loads(out.strip().splitlines()[-1])
     lat = result.pop("latencies_ms")
     pct = {f"p{q}": float(np.percentile(lat, q)) for q in (50, 95)} if lat else {}
-    return {"points": points, "bytes": 20 * points, "profile": profile, "clouds": len(lat), **pct}
+    from ilrm_ros.scene.pointcloud import POINT_DTYPE
+
+    return {"points": points, "bytes": POINT_DTYPE.itemsize * points, "profile": profile, "clouds": len(lat), **pct}
 
 
 if __name__ == "__main__":

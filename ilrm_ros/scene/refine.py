@@ -92,16 +92,18 @@ def refine_gaussians(
         K = intrinsics.to(dev, torch.float32).clone()
         c2w = cam_to_world.to(dev, torch.float64).clone()
         for _ in range(steps):
-            pred = render(_activated(params), K, c2w, w, h, background=background).rgb
+            pred = render(activate(params), K, c2w, w, h, background=background).rgb
             loss = photometric_loss(pred.permute(0, 3, 1, 2), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
         with torch.no_grad():
-            return _activated(params).detach()
+            return activate(params).detach()
 
 
-def _activated(params: dict[str, torch.Tensor]) -> Gaussians:
+def activate(params: dict[str, torch.Tensor]) -> Gaussians:
+    """The Gaussians of raw optimisation parameters ``means``, ``log_scales``, ``quats`` (any norm),
+    ``opacity_logits`` and ``sh``, as refinement and the per-scene 3DGS baseline optimise them."""
     return Gaussians(
         means=params["means"],
         quats=F.normalize(params["quats"], dim=-1),

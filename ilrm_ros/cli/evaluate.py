@@ -37,6 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--scenes", type=int, default=None, help="number of held-out scenes (default 20; --quick 3)")
     parser.add_argument(
+        "--views", type=int, nargs="+", default=[2, 4], metavar="V",
+        help="context view counts to score (default 2 4; e.g. one per GPU to split a run)",
+    )
+    parser.add_argument(
         "--resolution",
         type=_resolution,
         default=None,
@@ -80,6 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.compare:
         return _compare(*args.compare, args.out)
+    if not args.views or min(args.views) < 1:
+        print(f"ilrm eval: error: --views needs positive view counts, got {args.views}", file=sys.stderr)
+        return 2
     import torch
 
     from ilrm_ros.checkpoints import resolve_checkpoint
@@ -126,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         from ilrm_ros.render import warmup
 
         warmup(device)
-    cases = make_cases(scenes, h, w, device)
+    cases = make_cases(scenes, h, w, device, view_counts=tuple(sorted(set(args.views))))
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     with torch.no_grad():
         rows, skipped = evaluate(methods, cases, progress=log)
@@ -136,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
     header = {
         "checkpoint": str(args.checkpoint),
         "scenes": f"{scenes} held-out rooms, seeds {EVAL_SEEDS.start}..{EVAL_SEEDS.start + scenes - 1}",
-        "views": "context 2 and 4 keyframes; targets: 2 between, 2 beyond the context span per scene",
+        "views": f"context {' and '.join(map(str, sorted(set(args.views))))} keyframes; targets: 2 between, "
+        "2 beyond the context span per scene",
         "resolution": f"{h}x{w}",
         "device": environment(device),
         "refresh": "model forward (reconstruct), CUDA-synchronised: the median over the scenes of "

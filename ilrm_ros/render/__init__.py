@@ -8,6 +8,7 @@ from typing import Sequence
 import torch
 
 from ilrm_ros.gaussians import Gaussians
+from ilrm_ros.geometry import invert_pose
 
 NEAR = 0.01
 FAR = 500.0
@@ -28,7 +29,7 @@ def render(
     gaussians: Gaussians, intrinsics: torch.Tensor, cam_to_world: torch.Tensor, width: int, height: int,
     background: Sequence[float] | torch.Tensor = WHITE, backend: str = "auto",
 ) -> RenderResult:
-    """Render Gaussians from C cameras (``intrinsics [C,3,3]`` in pixels, OpenCV ``cam_to_world
+    """Render Gaussians from C cameras (``intrinsics [C,3,3]`` in pixels, rigid OpenCV ``cam_to_world
     [C,4,4]``; unbatched ``[3,3]``/``[4,4]`` means C = 1). Batched Gaussians ``[B,N,...]`` take
     cameras ``[B,C,...]`` and give results ``[B,C,...]``: one gsplat call for all B scenes (the
     training loss renders a whole batch), a loop over them in the PyTorch renderer.
@@ -50,7 +51,7 @@ def render(
             or (gaussians.batched and K.shape[0] != gaussians.opacities.shape[0])):
         want = "[B,C,3,3] and [B,C,4,4] for batched Gaussians" if gaussians.batched else "[C,3,3] and [C,4,4]"
         raise ValueError(f"need intrinsics and cam_to_world {want}, got {tuple(K.shape)}, {tuple(c2w.shape)}")
-    viewmats = torch.linalg.inv(c2w).float()
+    viewmats = invert_pose(c2w).float()  # rigid: no general inverse (whose error check waits for the GPU)
     bg = torch.as_tensor(background, dtype=torch.float32, device=dev).reshape(-1, 3).expand(*K.shape[:-2], 3)
 
     if backend == "auto":

@@ -10,6 +10,7 @@ classic 3DGS one (``0.8 L1 + 0.2 (1 - SSIM)``), shared with the per-scene baseli
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -35,7 +36,18 @@ def photometric_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The 3DGS image loss ``0.8 L1 + 0.2 (1 - SSIM)`` of ``[N, 3, H, W]`` images in [0, 1]."""
     from pytorch_msssim import ssim
 
-    return 0.8 * (pred - target).abs().mean() + 0.2 * (1.0 - ssim(pred, target, data_range=1.0))
+    win = ssim_window(pred.device, pred.shape[1])
+    return 0.8 * (pred - target).abs().mean() + 0.2 * (1.0 - ssim(pred, target, data_range=1.0, win=win))
+
+
+@functools.lru_cache(maxsize=16)
+def ssim_window(device: torch.device, channels: int, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """pytorch_msssim's default SSIM window (1-D Gaussian, 11 taps, sigma 1.5) for ``channels`` channels,
+    kept on ``device``. Left to the library it is built on the host at every call and copied over,
+    a copy from pageable memory that waits for the GPU: once per optimisation step."""
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).reshape(1, 1, 1, size).repeat(channels, 1, 1, 1).to(device)
 
 
 def depth_scale(g: Gaussians, cam_to_world: torch.Tensor) -> float:
@@ -86,13 +98,15 @@ def refine_gaussians(
             p.requires_grad_(True)
         rates = dict(LEARNING_RATES, means=LEARNING_RATES["means"] * depth_scale(g, cam_to_world))
         optimizer = torch.optim.Adam(
-            [{"params": [p], "lr": rates[k] * lr_scale} for k, p in params.items()], eps=1e-15
+            [{"params": [p], "lr": rates[k] * lr_scale} for k, p in params.items()], eps=1e-15,
+            fused=dev.type == "cuda",  # one kernel per group and step, not a dozen
         )
         target = images.to(dev, torch.float32).clone()
         K = intrinsics.to(dev, torch.float32).clone()
         c2w = cam_to_world.to(dev, torch.float64).clone()
+        bg = torch.as_tensor(background, dtype=torch.float32).to(dev)  # once, not a host copy per step
         for _ in range(steps):
-            pred = render(activate(params), K, c2w, w, h, background=background).rgb
+            pred = render(activate(params), K, c2w, w, h, background=bg).rgb
             loss = photometric_loss(pred.permute(0, 3, 1, 2), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

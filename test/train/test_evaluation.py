@@ -169,6 +169,22 @@ def test_context_psnr_scores_how_well_a_method_reproduces_its_inputs():
     assert floor.psnr_context is None  # nothing built: nothing to render at the context cameras
 
 
+def test_eval_views_picks_the_context_sizes_and_refuses_bad_ones(tmp_path, capsys):
+    """``--views`` splits a run (one view count per GPU) without changing the cases it keeps."""
+    out = tmp_path / "v4.md"
+    args = ["eval", "--quick", "--checkpoint", "tiny", "--scenes", "1", "--gs-budgets", "--device", "cpu"]
+    assert cli_main([*args, "--views", "4", "--out", str(out)]) == 0
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert {r["num_views"] for r in rows} == {4} and "context 4 keyframes" in out.read_text()
+    both = tmp_path / "both.md"
+    assert cli_main([*args, "--out", str(both)]) == 0
+    both_rows = json.loads(both.with_suffix(".json").read_text())["rows"]
+    same = {(r["method"], r["num_views"]): r["psnr_between"] for r in both_rows}
+    assert all(same[(r["method"], 4)] == r["psnr_between"] for r in rows)  # the same 4-view cases
+    assert cli_main([*args, "--views", "0", "--out", str(tmp_path / "bad.md")]) == 2
+    assert "--views needs positive view counts" in capsys.readouterr().err
+
+
 def test_eval_defaults_to_the_shipped_checkpoint(tmp_path):
     """As the node's ``checkpoint`` parameter: no ``--checkpoint`` scores the trained model, not a preset."""
     out = tmp_path / "shipped.md"

@@ -215,6 +215,7 @@ def run_replay(
         Image.fromarray(preview).save(out / "renders" / f"novel_{i:03d}.png")
     snap = pipeline.stats.snapshot()
     refresh = snap.get("latency", {}).get("refresh", {})
+    refine = snap.get("latency", {}).get("refine", {})
     report = {
         "bag": str(bag),
         "checkpoint": source,
@@ -227,6 +228,8 @@ def run_replay(
         "ssim_mean": float(np.mean(result.ssim)) if result.ssim else None,
         "refresh_latency_ms": {k: v * 1e3 for k, v in refresh.items()},
         "refreshes": snap.get("counts", {}).get("refreshes", 0),
+        "refine_latency_ms": {k: v * 1e3 for k, v in refine.items()},
+        "refined": snap.get("counts", {}).get("refined", 0),
         "keyframes": snap.get("counts", {}).get("keyframes", 0),
         "synced": snap.get("counts", {}).get("synced", 0),
         "dropped": snap.get("drops", {}),
@@ -245,10 +248,14 @@ def format_report(report: dict) -> str:
     psnr = "n/a" if report["psnr_mean"] is None else f"{report['psnr_mean']:.2f} dB"
     ssim = "n/a" if report["ssim_mean"] is None else f"{report['ssim_mean']:.3f}"
     dropped = ", ".join(f"{k}: {v}" for k, v in sorted(report["dropped"].items())) or "none"
+    refine = report.get("refine_latency_ms") or {}
+    refined = (f"  refined: {report['refined']}, refinement p50 {refine['p50']:.1f} ms  p95 {refine['p95']:.1f} ms"
+               if refine else "")
     return (
         f"novel views: {report['novel_views']}  PSNR {psnr}  SSIM {ssim}\n"
         f"keyframes: {report['keyframes']}  refreshes: {report['refreshes']}  "
-        f"refresh latency p50 {lat.get('p50', float('nan')):.1f} ms  p95 {lat.get('p95', float('nan')):.1f} ms\n"
+        f"refresh latency p50 {lat.get('p50', float('nan')):.1f} ms  p95 {lat.get('p95', float('nan')):.1f} ms"
+        f"{refined}\n"
         f"dropped: {dropped}\n"
         f"scene: {report['scene_gaussians']} Gaussians  "
         f"({report['messages']} messages in {report['wall_seconds']:.1f} s)"

@@ -13,6 +13,10 @@ from collections.abc import Sequence
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, NamedTuple
 
+AUTO_REFINE_STEPS = 5
+"""``scene.refine_steps`` -1 on CUDA: 5 steps gave +2.4 dB between 2 views on the held-out benchmark at
+about 40 ms (10: +0.4 dB more for about 35 ms more; docs/quality.md, twenty-fifth session)."""
+
 GROUPS = ("sync", "keyframe", "window", "scene", "render", "points")
 """Field-name prefixes that become dotted parameter groups: ``sync_max_pose_gap`` -> ``sync.max_pose_gap``."""
 
@@ -85,11 +89,12 @@ class PipelineConfig:
     scene_budget: int = _param(200_000, "Most Gaussians the scene keeps.", range=(1_000, 20_000_000),
                                read_only=True)
     scene_refine_steps: int = _param(
-        0, "GPU only: Adam steps that fit each refresh's Gaussians to the window's own images before they "
-        "join the scene (3DGS loss; sharper colours, at a few ms a step on an H100, added to the keyframe -> "
-        "points latency; see docs/quality.md). 0 = off. On the CPU it is skipped with a warning: the CPU "
-        "renderer's backward pass needs tens of GB at the model's input size.",
-        range=(0, 1000))
+        -1, "Adam steps that fit each refresh's Gaussians to the window's own images (3DGS loss; about +1.5 dB "
+        "in replays, docs/quality.md). The model's scene is published first and the refined one replaces it "
+        "when ready (a few ms a step on an H100); a newer window waiting cuts a refinement short. -1 = auto: "
+        f"{AUTO_REFINE_STEPS} on CUDA, off on the CPU; 0 = off. CUDA only: an explicit count on the CPU is "
+        "skipped with a warning (the CPU renderer's backward pass needs tens of GB at the model's input size).",
+        range=(-1, 1000))
     render_background: list = _param([1.0, 1.0, 1.0], "RGB in [0, 1] behind the rendered Gaussians.",
                                      range=(0.0, 1.0), length=3)
     points_min_opacity: float = _param(0.1, "Gaussians below this opacity are left out of the point cloud.",

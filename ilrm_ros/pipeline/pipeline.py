@@ -5,7 +5,9 @@ stamp (``PoseBuffer``; an image newer than the latest pose waits up to ``sync.ma
 message time in a small pending queue, retried on every pose); synced frames go through the
 ``KeyframeSelector``; keyframes enter the ``Window``. Whenever a full window changes, a refresh is
 requested: ``reconstruct`` runs on the window's frames (fitted to the model resolution) and the
-``Scene`` is updated.
+``Scene`` is updated. With refinement (``scene.refine_steps``, CUDA) the refresh then fits those
+Gaussians to the window's images and revises the scene with them: the model's scene is out at once,
+the refined one follows, unless a newer window is waiting by then (it goes first).
 
 Refreshes run on one worker thread, so message callbacks never wait for the model. There is one
 slot for the next refresh: a newer window replaces a waiting one (latest wins, nothing queues).
@@ -37,7 +39,7 @@ from ilrm_ros.gaussians import Gaussians
 from ilrm_ros.model import CompiledForward, fit_to_model, reconstruct
 from ilrm_ros.model.reconstruct import model_device
 from ilrm_ros.pipeline.camera import CameraModel, to_pixel_corner_convention
-from ilrm_ros.pipeline.config import PARAMS, PipelineConfig
+from ilrm_ros.pipeline.config import AUTO_REFINE_STEPS, PARAMS, PipelineConfig
 from ilrm_ros.pipeline.keyframes import Frame, KeyframeSelector, Window
 from ilrm_ros.pipeline.metrics import psnr, ssim
 from ilrm_ros.pipeline.stats import Stats
@@ -130,8 +132,8 @@ class Pipeline:
     """Sync, keyframes, window and background refreshes of the scene from ``model``.
 
     ``on_refresh(gaussians, version)`` is called after each scene update (on the worker thread, or
-    inline when synchronous); ``on_warning(message)`` receives warnings (default: this module's
-    logger). Both must not block for long.
+    inline when synchronous): with refinement twice per refresh, the model's scene then the refined one.
+    ``on_warning(message)`` receives warnings (default: this module's logger). Both must not block for long.
 
     Drop reasons counted in ``stats.drops``: no_camera_info, camera_size_mismatch (image vs
     CameraInfo size), no_pose, pose_too_old, pose_gap (see ``sync.DropFrame``), time_reset (waiting
@@ -254,8 +256,7 @@ class Pipeline:
                 frames.append(Frame(i, image, K, c2w))
             gaussians, K_t, c2w_t, size, images = self._reconstruct_once(tuple(frames), self.resolution)
             _check_finite(gaussians)
-            gaussians = self._refine(gaussians, images, K_t, c2w_t, min(self.config.scene_refine_steps, 1),
-                                     timed=False)
+            gaussians = self._refine(gaussians, images, K_t, c2w_t, min(self.refine_steps, 1), timed=False)
             self._new_scene().update(gaussians, K_t, c2w_t, *size)
             if self.on_warmup is not None:
                 self.on_warmup(gaussians)
@@ -487,30 +488,69 @@ class Pipeline:
                     self._cond.notify_all()
 
     def _run(self, job: _Job) -> None:
-        """One refresh: reconstruct the window, update the scene, notify. Never raises."""
+        """One refresh: reconstruct the window, update the scene, notify; then, with refinement, refine
+        the window's Gaussians, revise the scene with them and notify again. Never raises."""
         start = time.perf_counter()
         self.stats.latency("refresh_wait", start - job.requested)
         try:
             gaussians, K, c2w, (h, w), images = self._reconstruct(job.frames)
             _check_finite(gaussians)
-            gaussians = self._refine(gaussians, images, K, c2w, self.config.scene_refine_steps)
-            with self._scene_lock:
-                if job.epoch != self._epoch:  # reset() while this refresh ran
-                    return
-                self.scene.update(gaussians, K, c2w, h, w)
-                snapshot, version = self.scene.gaussians, self.scene.version
+            landed = self._land(job, gaussians, K, c2w, h, w)
         except Exception as exc:  # noqa: BLE001 - a failed refresh must not kill the worker
             self.stats.count("refresh_errors")
             self._warn(f"refresh failed, keeping the previous scene:\n{traceback.format_exc()}",
                        key=f"refresh_error:{type(exc).__name__}:{exc}")
             return
+        if not landed:
+            return
         self.stats.latency("refresh", time.perf_counter() - start)
         self.stats.count("refreshes")
+        self._notify(*landed)
+        refined = self._refine(gaussians, images, K, c2w, self.refine_steps, should_stop=self._refine_superseded)
+        if refined is gaussians:
+            return
+        if self._refine_superseded():  # a newer window waits: it goes first, this refinement is dropped
+            self.stats.count("refine_superseded")
+            return
+        try:
+            landed = self._land(job, refined, K, c2w, h, w, revise=True)
+        except Exception as exc:  # noqa: BLE001 - the model's scene stays
+            self.stats.count("refine_errors")
+            self._warn(f"refined scene update failed ({type(exc).__name__}: {exc}); keeping the model's scene",
+                       key=f"refine_error:{type(exc).__name__}")
+            return
+        if landed:
+            self.stats.count("refined")
+            self._notify(*landed)
+
+    def _land(self, job: _Job, g: Gaussians, K: torch.Tensor, c2w: torch.Tensor, h: int, w: int,
+              revise: bool = False) -> tuple[Gaussians, int] | None:
+        """Put ``g`` into the scene (``revise``: in place of the previous update, its unrefined self);
+        the new snapshot and version, or None when a reset() came while the refresh ran."""
+        with self._scene_lock:
+            if job.epoch != self._epoch:
+                return None
+            self.scene.update(g, K, c2w, h, w, revise=revise)
+            return self.scene.gaussians, self.scene.version
+
+    def _notify(self, snapshot: Gaussians, version: int) -> None:
         if self.on_refresh is not None:
             try:
                 self.on_refresh(snapshot, version)
             except Exception:  # noqa: BLE001
                 self._warn(f"on_refresh callback failed:\n{traceback.format_exc()}", key="on_refresh_error")
+
+    def _refine_superseded(self) -> bool:
+        """A newer window waits for the worker (or the pipeline closes): refinement should yield."""
+        return self._job is not None or self._closing
+
+    @property
+    def refine_steps(self) -> int:
+        """Refinement steps per refresh: ``scene.refine_steps``, with -1 (auto) resolved for this device."""
+        steps = self.config.scene_refine_steps
+        if steps < 0:
+            return AUTO_REFINE_STEPS if self.device.type == "cuda" else 0
+        return steps
 
     def _reconstruct(self, frames: tuple[Frame, ...]):
         """Gaussians (unbatched, world frame) of the window, falling back on CUDA out-of-memory."""
@@ -550,8 +590,9 @@ class Pipeline:
         return gaussians, K_t[0], c2w_t, size, images_t[0]
 
     def _refine(self, gaussians: Gaussians, images: torch.Tensor, K: torch.Tensor, c2w: torch.Tensor,
-                steps: int, timed: bool = True) -> Gaussians:
-        """``gaussians`` fitted to the window's images for ``steps`` steps (``scene.refine_steps``).
+                steps: int, timed: bool = True, should_stop: Callable[[], bool] | None = None) -> Gaussians:
+        """``gaussians`` fitted to the window's images for ``steps`` steps (``scene.refine_steps``), or
+        ``gaussians`` itself when there is nothing to do.
 
         CUDA only; on the CPU, or when a refinement fails or gives non-finite values, the model's
         Gaussians are kept (with a warning). ``timed``: record the ``refine`` latency (not the warm-up's).
@@ -565,7 +606,7 @@ class Pipeline:
         start = time.perf_counter()
         try:
             images = images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
-            refined = refine_gaussians(gaussians, images, K, c2w, steps)
+            refined = refine_gaussians(gaussians, images, K, c2w, steps, should_stop=should_stop)
             _check_finite(refined, source="the refinement")
         except Exception as exc:  # noqa: BLE001 - keep the model's scene rather than lose the refresh
             if isinstance(exc, torch.cuda.OutOfMemoryError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -66,6 +66,7 @@ def refine_gaussians(
     steps: int,
     lr_scale: float = DEFAULT_LR_SCALE,
     background: Sequence[float] = (1.0, 1.0, 1.0),
+    should_stop: Callable[[], bool] | None = None,
 ) -> Gaussians:
     """``g`` (unbatched) after ``steps`` Adam steps fitting its renders to ``images [V, 3, H, W]``.
 
@@ -74,6 +75,7 @@ def refine_gaussians(
     :data:`LEARNING_RATES`. Renders with gsplat on CUDA, the PyTorch renderer elsewhere (slow and
     memory-hungry there: meant for GPUs). Works under ``no_grad`` and ``inference_mode`` callers;
     returns detached float32 Gaussians, ``g`` itself when ``steps`` is 0 or it is empty.
+    ``should_stop``, asked before each step, ends the refinement early (the steps taken so far count).
     """
     from ilrm_ros.render import render
 
@@ -106,6 +108,8 @@ def refine_gaussians(
         c2w = cam_to_world.to(dev, torch.float64).clone()
         bg = torch.as_tensor(background, dtype=torch.float32).to(dev)  # once, not a host copy per step
         for _ in range(steps):
+            if should_stop is not None and should_stop():
+                break
             pred = render(activate(params), K, c2w, w, h, background=bg).rgb
             loss = photometric_loss(pred.permute(0, 3, 1, 2), target)
             optimizer.zero_grad(set_to_none=True)

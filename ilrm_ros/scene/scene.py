@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,7 @@ class Scene:
         self._surface = torch.zeros(0, dtype=torch.bool)
         self._cameras: deque[torch.Tensor] = deque(maxlen=int(recent_cameras))
         self._gaussians = Gaussians.empty()
+        self._before: tuple[Gaussians, torch.Tensor, list[torch.Tensor]] | None = None  # for revise
         self._version = 0
         self._lock = threading.Lock()
 
@@ -103,14 +105,19 @@ class Scene:
             self._gaussians = Gaussians.empty(self._gaussians.means.device, self._gaussians.sh.shape[1])
             self._surface = torch.zeros(0, dtype=torch.bool, device=self._gaussians.means.device)
             self._cameras.clear()
+            self._before = None
             self._version += 1
 
     def update(
         self, g: Gaussians, intrinsics: torch.Tensor, cam_to_world: torch.Tensor, height: int, width: int,
+        revise: bool = False,
     ) -> UpdateStats:
         """Fuse a new window: ``g`` unbatched world-frame Gaussians, N = V*height*width in (view, row,
         column) order (needed in map mode), seen by cameras ``intrinsics [V,3,3]`` / ``cam_to_world
-        [V,4,4]`` at the resolution ``height x width`` the Gaussians were predicted at."""
+        [V,4,4]`` at the resolution ``height x width`` the Gaussians were predicted at.
+
+        ``revise``: ``g`` replaces the previous update's Gaussians (the same window, refined): the
+        scene is fused from the state before that update, as if it had not happened."""
         if g.batched:
             raise ValueError("Scene.update takes unbatched Gaussians")
         dev = g.means.device
@@ -123,13 +130,17 @@ class Scene:
             raise ValueError(f"map mode needs N = V*H*W = {V * height * width} Gaussians, got {len(g)}")
         g = g.detach().float()
         with self._lock:
-            old, old_surface = self._gaussians.to(dev), self._surface.to(dev)
+            if revise and self._before is None:
+                raise ValueError("Scene.update(revise=True) needs an earlier update to revise")
+            before = self._before if revise else (self._gaussians, self._surface, list(self._cameras))
+            base, base_surface, base_cameras = before
+            old, old_surface = base.to(dev), base_surface.to(dev)
             if self.mode == "window" or len(old) == 0:
                 old, old_surface = Gaussians.empty(dev, g.sh.shape[1]), old_surface[:0]
             if old.sh.shape[1] != g.sh.shape[1]:  # keep the SH bases both have
                 k = min(old.sh.shape[1], g.sh.shape[1])
                 old, g = (Gaussians(x.means, x.quats, x.scales, x.opacities, x.sh[:, :k]) for x in (old, g))
-            replaced = len(self._gaussians) if self.mode == "window" else 0
+            replaced = len(base) if self.mode == "window" else 0
             if len(old) > 0:
                 seen = self._seen(old.means, g.means, K, c2w, height, width)
                 replaced = int(seen.sum())
@@ -140,16 +151,17 @@ class Scene:
                 new_surface = surface_mask(new, K, c2w, height, width)
             else:
                 new_surface = torch.zeros(len(new), dtype=torch.bool, device=dev)
-            for pose in c2w:
-                self._cameras.append(pose.detach().cpu())
+            cameras = deque(base_cameras, maxlen=self._cameras.maxlen)
+            cameras.extend(pose.detach().cpu() for pose in c2w)
             merged = Gaussians.cat([old, new])
             surface = torch.cat([old_surface, new_surface])
             dropped = 0
             if len(merged) > self.budget:
                 dropped = len(merged) - self.budget
-                keep = torch.sort(torch.topk(self._score(merged), self.budget, sorted=False).indices).values
+                keep = torch.sort(torch.topk(self._score(merged, cameras), self.budget, sorted=False).indices).values
                 merged, surface = merged.select(keep), surface[keep]  # keep the stored order
-            self._gaussians, self._surface = merged, surface
+            # Swapped in only now: an update that fails leaves the scene (and what revise restores) as it was.
+            self._gaussians, self._surface, self._cameras, self._before = merged, surface, cameras, before
             self._version += 1
             return UpdateStats(added=len(new), replaced=replaced, filtered=len(g) - len(new), dropped=dropped,
                                total=len(merged))
@@ -166,11 +178,11 @@ class Scene:
             seen |= seen_by(points, K[v], c2w[v], depth, self.depth_margin, self.near)
         return seen
 
-    def _score(self, g: Gaussians) -> torch.Tensor:
+    def _score(self, g: Gaussians, cameras: Sequence[torch.Tensor]) -> torch.Tensor:
         """Usefulness for the budget: ln(opacity) - (distance to the nearest recent camera) / distance_scale."""
         score = torch.log(g.opacities.float().clamp_min(1e-12))
-        if self._cameras:
-            centres = torch.stack([c[:3, 3] for c in self._cameras]).to(g.means.device, torch.float32)
+        if cameras:
+            centres = torch.stack([c[:3, 3] for c in cameras]).to(g.means.device, torch.float32)
             dist = torch.cdist(g.means.float(), centres).amin(1)
             score = score - dist / self.distance_scale
         return score

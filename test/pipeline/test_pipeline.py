@@ -450,22 +450,68 @@ def test_refine_steps_on_the_cpu_warn_and_keep_the_models_scene(model):
         pipe.close()
 
 
+def test_refine_steps_auto_means_off_on_the_cpu_without_a_warning(model):
+    """The default (-1, auto) refines on CUDA only; on the CPU it is off and says nothing."""
+    assert PipelineConfig().scene_refine_steps == -1
+    warnings = []
+    pipe = _pipe(model, on_warning=warnings.append)
+    try:
+        assert pipe.refine_steps == 0
+        _feed(pipe, 3)
+        assert pipe.scene_snapshot()[1] == 2 and not any("refine" in w for w in warnings), warnings
+        assert pipe.apply({"scene.refine_steps": 7}).scene_refine_steps == 7 and pipe.refine_steps == 7
+    finally:
+        pipe.close()
+    with pytest.raises(ValueError):
+        PipelineConfig.from_dict({"scene.refine_steps": -2})
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_pipeline_refines_each_refresh_on_its_window():
-    """With ``scene.refine_steps`` the scene reproduces the window's own views better (its latest frame)."""
+    """With ``scene.refine_steps`` the model's scene lands first, then the refined one replaces it, which
+    reproduces the window's own views better (its latest frame)."""
     model = load_model("tiny", device="cuda")
-    scores = {}
+    scores, landed = {}, {}
     for steps in (0, 20):
-        pipe = _pipe(model, config={"scene.refine_steps": steps})
+        landed[steps] = []
+        pipe = _pipe(model, config={"scene.refine_steps": steps},
+                     on_refresh=lambda g, v, steps=steps: landed[steps].append((g, v)))
         try:
             _feed(pipe, 3)
             scores[steps] = pipe.evaluate_latest()["psnr"]
-            latency = pipe.stats.snapshot()["latency"]
-            assert ("refine" in latency) == (steps > 0) and "refine_errors" not in pipe.stats.counts
+            latency, counts = pipe.stats.snapshot()["latency"], pipe.stats.counts
+            assert ("refine" in latency) == (steps > 0) and "refine_errors" not in counts
+            assert counts["refreshes"] == 2 and counts.get("refined", 0) == (2 if steps else 0)
         finally:
             pipe.close()
     assert scores[20] > scores[0] + 0.3, scores
+    assert [v for _, v in landed[20]] == [1, 2, 3, 4] and [v for _, v in landed[0]] == [1, 2]
+    # Each refresh is published unrefined first: the same scene as without refinement.
+    for (plain, _), (first, _) in zip(landed[0], landed[20][::2]):
+        assert torch.equal(plain.means, first.means) and torch.equal(plain.sh, first.sh)
+    assert not torch.equal(landed[20][1][0].sh, landed[20][0][0].sh) and len(landed[20][1][0]) > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_refinement_yields_to_a_newer_window():
+    """A window that arrives while the previous one is being refined cuts that refinement short."""
+    model = load_model("tiny", device="cuda")
+    pipe = _pipe(model, synchronous=False, config={"scene.refine_steps": 1000})
+    try:
+        assert pipe.wait_idle(60)
+        _feed(pipe, 2)  # the first window: lands, then a long refinement starts
+        deadline = time.monotonic() + 30
+        while pipe.stats.counts.get("refreshes", 0) < 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        _feed(pipe, 1, start=2)  # a newer window while it refines
+        assert pipe.wait_idle(120)
+        counts = pipe.stats.counts
+        assert counts["refreshes"] == 2 and counts["refine_superseded"] == 1 and counts["refined"] == 1, counts
+        assert "refine_errors" not in counts
+    finally:
+        pipe.close()
 
 
 @pytest.mark.gpu
@@ -483,15 +529,18 @@ def test_cuda_refinement_that_fails_keeps_the_models_scene(monkeypatch):
     poisoned = lambda g, *a, **k: Gaussians(**{n: t * float("nan") for n, t in vars(g).items()})  # noqa: E731
     for fault in (poisoned, lambda *a, **k: 1 / 0):
         monkeypatch.setattr(pipeline_module, "refine_gaussians", fault)
-        warnings = []
-        pipe = _pipe(model, config={"scene.refine_steps": 5}, on_warning=warnings.append)
+        warnings, warmups = [], []
+        pipe = _pipe(model, config={"scene.refine_steps": 5}, on_warning=warnings.append,
+                     on_warmup=warmups.append)
         try:
             _feed(pipe, 3)
             got, version = pipe.scene_snapshot()
             assert version == refreshes and torch.isfinite(got.sh).all()
             torch.testing.assert_close(got.means, expected.means, rtol=0, atol=1e-4)
-            # Every refresh's refinement failed, and the warm-up's one step.
-            assert pipe.stats.counts["refine_errors"] == refreshes + 1 and "refresh_errors" not in pipe.stats.counts
+            # Every refresh's refinement failed, and each warm-up's one step (at start-up, and again when
+            # the first CameraInfo's aspect rebuilt the fixed-shape forward); the warm-ups still landed.
+            assert len(warmups) >= 1 and "refresh_errors" not in pipe.stats.counts
+            assert pipe.stats.counts["refine_errors"] == refreshes + len(warmups)
             assert any("refinement failed, using the model's Gaussians" in w for w in warnings), warnings
         finally:
             pipe.close()

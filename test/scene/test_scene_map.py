@@ -191,3 +191,35 @@ def test_surface_marks_stay_with_their_gaussians_in_map_mode():
     scene.update(window(far, torch.full((1, H, W), 5.0)), K[None], far, H, W)
     assert len(scene.gaussians) == 3 * H * W and len(scene.cloud) == 2 * H * W
     assert not (scene.cloud.means[:, 2] > 6.0).any()  # the hidden surface stays out
+
+
+@pytest.mark.parametrize("mode", ["map", "window"])
+def test_revise_replaces_the_last_update_as_if_it_had_not_happened(mode):
+    """The refined window replaces its unrefined self: the same scene as fusing the refined one directly."""
+    c2w = torch.eye(4)[None]
+    moved = make_pose(torch.eye(3), torch.tensor([0.3, 0.0, 0.0]))[None]
+    first, second = window(c2w, torch.full((1, H, W), 5.0)), window(moved, torch.full((1, H, W), 4.0))
+    refined = window(moved, torch.full((1, H, W), 4.5), opacity=0.6)
+    kwargs = dict(mode=mode, budget=100, recent_cameras=2, track_surface=True)
+    revised, direct = Scene(**kwargs), Scene(**kwargs)
+    with pytest.raises(ValueError, match="earlier update"):
+        revised.update(refined, K[None], moved, H, W, revise=True)
+    for scene in (revised, direct):
+        scene.update(first, K[None], c2w, H, W)
+    revised.update(second, K[None], moved, H, W)
+    stats = revised.update(refined, K[None], moved, H, W, revise=True)
+    expected = direct.update(refined, K[None], moved, H, W)
+    assert stats == expected and revised.version == 3 and len(revised) == len(direct)
+    for name in ("means", "opacities", "scales"):
+        assert torch.equal(getattr(revised.gaussians, name), getattr(direct.gaussians, name)), name
+    assert torch.equal(revised.cloud.means, direct.cloud.means)
+    assert torch.equal(revised.cameras, direct.cameras)  # the window's poses once, not twice
+    # A revise that fails leaves the scene as it was, and revising again still starts from before `second`.
+    with pytest.raises(ValueError):
+        revised.update(refined, K[None], torch.eye(4)[None].repeat(2, 1, 1), H, W, revise=True)
+    assert revised.version == 3 and torch.equal(revised.gaussians.means, direct.gaussians.means)
+    revised.update(second, K[None], moved, H, W, revise=True)
+    assert not torch.equal(revised.gaussians.means, direct.gaussians.means)
+    revised.clear()
+    with pytest.raises(ValueError, match="earlier update"):
+        revised.update(refined, K[None], moved, H, W, revise=True)

@@ -351,7 +351,8 @@ def test_cuda_out_of_memory_falls_back_to_fewer_views():
     model = load_model("tiny", device="cuda")
     # The plain forward: a CUDA graph captured at start-up already holds its memory and cannot run out
     # at a refresh (a capture that runs out falls back to this same plain path).
-    config = {"model_resolution": 1024, "model_aspect": 1.0, "scene.budget": 1000, "model_compile": "none"}
+    config = {"model_resolution": 1024, "model_aspect": 1.0, "scene.budget": 1000, "model_compile": "none",
+              "scene.refine_steps": 0}  # the model's memory is squeezed here, not a refinement's
 
     def peak_reserved(views: int) -> int:
         """Peak memory a refresh of ``views`` views reserves on top of what was reserved before."""
@@ -522,7 +523,7 @@ def test_cuda_refinement_that_fails_keeps_the_models_scene(monkeypatch):
     from ilrm_ros.pipeline import pipeline as pipeline_module
 
     model = load_model("tiny", device="cuda")
-    plain = _pipe(model)
+    plain = _pipe(model, config={"scene.refine_steps": 0})
     _feed(plain, 3)
     expected, refreshes = plain.scene_snapshot()
     plain.close()

@@ -167,8 +167,10 @@ def test_cuda_out_of_memory_in_the_node_falls_back_and_keeps_running(frames):
     from ilrm_ros.pipeline.pipeline import Pipeline
 
     # model_compile none: a start-up CUDA graph holds its memory and cannot run out at a refresh.
+    # Refinement off: the model's memory is what this test squeezes (a refinement that runs out of memory
+    # keeps the model's scene, test_pipeline.py).
     config = {"checkpoint": "tiny", "device": "cuda", "model_resolution": 1024, "scene.budget": 1000,
-              "model_compile": "none"}
+              "model_compile": "none", "scene.refine_steps": 0}
     h = LiveNode({**config, **EVERY_FRAME_A_KEYFRAME, "num_views": 4, "render.rate_hz": 10.0})
     try:
         # Peak memory of 2- and 3-view refreshes at this resolution, measured on the node's own model
@@ -177,7 +179,7 @@ def test_cuda_out_of_memory_in_the_node_falls_back_and_keeps_running(frames):
             # model_compile none like the node: the default CUDA graph would hold a different amount
             probe = Pipeline(PipelineConfig.from_dict({"num_views": views, "model_resolution": 1024,
                                                        "scene.budget": 1000, "keyframe.min_translation": 0.01,
-                                                       "model_compile": "none"}),
+                                                       "model_compile": "none", "scene.refine_steps": 0}),
                              h.node.pipeline.model, synchronous=True)
             probe.on_camera_info(CameraModel(frames.width, frames.height, frames.K))
             gc.collect()

@@ -415,8 +415,9 @@ class IlrmNode(Node):
             values[f"dropped_{reason}"] = n
         counts = snap.get("counts", {})
         for name in ("synced", "keyframes", "refreshes", "refresh_superseded", "refresh_errors", "refresh_oom",
-                     "refine_errors", "render_errors", "sync_resets"):
+                     "refined", "refine_superseded", "refine_errors", "render_errors", "sync_resets"):
             values[name] = counts.get(name, 0)
+        values["refine_steps"] = self.pipeline.refine_steps  # scene.refine_steps, -1 (auto) resolved
         for name, pct in snap.get("latency", {}).items():
             for q, v in pct.items():
                 values[f"{name}_latency_{q}_ms"] = f"{v * 1e3:.1f}" if v == v else "nan"

@@ -178,6 +178,8 @@ def test_renders_and_diagnostics(run):
     assert "refresh_latency_p95_ms" in values and values["device"] == "cpu"
     # model_aspect 0 (default): the 128x96 camera's 4:3, long side rounded to the patch; no GPU fast path
     assert values["model_input"] == "168x128" and values["model_fast_path"] == "none"
+    # scene.refine_steps -1 (auto): no refinement on the CPU
+    assert values["refine_steps"] == "0" and values["refined"] == "0" and values["refine_errors"] == "0"
 
 
 def test_bad_messages_dropped_and_counted(run):

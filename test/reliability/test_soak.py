@@ -4,7 +4,8 @@ The replay loops like `ros2 bag play --loop`: stamps jump back at every pass (a 
 time). Checked: the node stays up and keeps refreshing every minute, the map never exceeds its
 Gaussian budget, resident memory stays flat after the warm-up (the first minute), and the refresh
 latency of the last minute is not above that of the first. A summary is printed and, with
-ILRM_SOAK_REPORT=path, written as JSON.
+ILRM_SOAK_REPORT=path, written as JSON. ILRM_SOAK_DEVICE=cuda soaks the GPU path (refinement on by
+default there, each refresh revising the map; GPU memory must stay flat too).
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from live_node import Frames, LiveNode, image_msg, info_msg, pose_msg, rss_bytes
 
 SECONDS = float(os.environ.get("ILRM_SOAK_SECONDS", "600"))
 # rclpy's MultiThreadedExecutor busy-loops under a 30 Hz stream and starves the refresh worker of the
 # GIL on a small CPU (see live_node.LiveNode and docs/reliability.md); ILRM_SOAK_EXECUTOR=multi reproduces that.
 EXECUTOR = os.environ.get("ILRM_SOAK_EXECUTOR", "single")
+DEVICE = os.environ.get("ILRM_SOAK_DEVICE", "cpu")
 RATE_HZ = 30.0
 LOOP_FRAMES = 150  # a 5 s path, replayed in a loop
 BUDGET = 20_000  # below what two refreshes bring (2 x 32768): the budget binds on every update
@@ -44,7 +47,9 @@ def _refresh_latencies(stats, seen: int) -> tuple[list[float], int]:
 def test_soak_replay_loop_map_mode():
     frames = Frames(n=LOOP_FRAMES, seed=7, rate_hz=RATE_HZ)
     stamps = T0 + np.round(np.arange(LOOP_FRAMES) * 1e9 / RATE_HZ).astype(np.int64)
-    h = LiveNode({"scene.mode": "map", "scene.budget": BUDGET, "render.rate_hz": 10.0}, executor=EXECUTOR)
+    h = LiveNode({"scene.mode": "map", "scene.budget": BUDGET, "render.rate_hz": 10.0, "device": DEVICE},
+                 executor=EXECUTOR)
+    cuda = DEVICE == "cuda"
     stop = threading.Event()
     published = [0]
 
@@ -62,7 +67,8 @@ def test_soak_replay_loop_map_mode():
 
     player = threading.Thread(target=replay, daemon=True)
     stats = h.node.pipeline.stats
-    samples = []  # per second: (t, rss, trimmed rss or None, scene size, refreshes, latencies of new refreshes)
+    samples = []  # per second: (t, rss, trimmed rss or None, scene size, refreshes, latencies of new refreshes,
+    #             GPU memory allocated or None)
     seen = 0
     try:
         start = time.monotonic()
@@ -71,7 +77,8 @@ def test_soak_replay_loop_map_mode():
             time.sleep(1.0)
             latencies, seen = _refresh_latencies(stats, seen)
             trimmed = rss_bytes(trim=True) if len(samples) % 10 == 9 else None
-            samples.append((t, rss_bytes(), trimmed, len(h.node.pipeline.scene_snapshot()[0]), seen, latencies))
+            gpu = torch.cuda.memory_allocated() if cuda else None
+            samples.append((t, rss_bytes(), trimmed, len(h.node.pipeline.scene_snapshot()[0]), seen, latencies, gpu))
             assert h.alive, h.spin_error
         stop.set()
         player.join(timeout=5)
@@ -88,12 +95,18 @@ def test_soak_replay_loop_map_mode():
     base = warm[0][2]
     growth = max(s[2] for s in warm) - base
     per_minute = [sum(len(s[5]) for s in samples if m * 60 < s[0] <= (m + 1) * 60) for m in range(int(SECONDS // 60))]
+    gpu_warm = [s[6] for s in samples if s[0] > window and s[6] is not None]
+    gpu_growth = max(gpu_warm) - gpu_warm[0] if gpu_warm else 0
     report = {
         "seconds": round(samples[-1][0], 1), "executor": EXECUTOR, "frames_published": published[0],
         "frame_rate_hz": RATE_HZ,
         "refreshes": seen, "refreshes_per_minute": per_minute, "keyframes": counts.get("keyframes", 0),
         "sync_resets": counts.get("sync_resets", 0), "refresh_errors": counts.get("refresh_errors", 0),
-        "render_errors": counts.get("render_errors", 0), "drops": drops,
+        "render_errors": counts.get("render_errors", 0), "drops": drops, "device": DEVICE,
+        "refined": counts.get("refined", 0), "refine_superseded": counts.get("refine_superseded", 0),
+        "refine_errors": counts.get("refine_errors", 0),
+        "gpu_allocated_mib_after_warmup": round(gpu_warm[0] / 2**20, 1) if gpu_warm else None,
+        "gpu_growth_mib": round(gpu_growth / 2**20, 1),
         "scene_gaussians_max": max(s[3] for s in samples), "budget": BUDGET,
         "rss_mib_after_warmup": round(base / 2**20, 1), "rss_growth_mib": round(growth / 2**20, 1),
         "rss_trimmed_mib_every_10s": [round(s[2] / 2**20) for s in samples if s[2] is not None],
@@ -106,7 +119,8 @@ def test_soak_replay_loop_map_mode():
     if os.environ.get("ILRM_SOAK_REPORT"):
         with open(os.environ["ILRM_SOAK_REPORT"], "w") as fh:
             json.dump(report, fh, indent=1)
-    assert report["refresh_errors"] == 0 and report["render_errors"] == 0
+    assert report["refresh_errors"] == 0 and report["render_errors"] == 0 and report["refine_errors"] == 0
+    assert gpu_growth < RSS_GROWTH_BOUND, f"GPU memory grew {gpu_growth / 2**20:.0f} MiB after warm-up"
     assert all(n > 0 for n in per_minute), f"a minute without refreshes: {per_minute}"
     assert report["scene_gaussians_max"] <= BUDGET
     assert growth < RSS_GROWTH_BOUND, f"resident memory grew {growth / 2**20:.0f} MiB after warm-up"

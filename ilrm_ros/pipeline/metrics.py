@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -30,3 +31,14 @@ def ssim(a, b) -> float:
     if a.dim() == 3:
         a, b = a[None], b[None]
     return float(_ssim(a.permute(0, 3, 1, 2), b.permute(0, 3, 1, 2), data_range=1.0, size_average=True))
+
+
+@functools.lru_cache(maxsize=16)
+def ssim_window(device: torch.device, channels: int, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+    """pytorch_msssim's default SSIM window (1-D Gaussian, 11 taps, sigma 1.5) for ``channels`` channels,
+    kept on ``device``: pass it as ``win`` in loss terms. Left to the library it is built on the host at
+    every call and copied over, a copy from pageable memory that waits for the GPU: once per
+    optimisation step."""
+    x = torch.arange(size, dtype=torch.float32) - size // 2
+    g = torch.exp(-(x**2) / (2 * sigma**2))
+    return (g / g.sum()).reshape(1, 1, 1, size).repeat(channels, 1, 1, 1).to(device)

@@ -10,7 +10,6 @@ classic 3DGS one (``0.8 L1 + 0.2 (1 - SSIM)``), shared with the per-scene baseli
 
 from __future__ import annotations
 
-import functools
 import math
 from collections.abc import Callable, Sequence
 
@@ -36,18 +35,10 @@ def photometric_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """The 3DGS image loss ``0.8 L1 + 0.2 (1 - SSIM)`` of ``[N, 3, H, W]`` images in [0, 1]."""
     from pytorch_msssim import ssim
 
+    from ilrm_ros.pipeline.metrics import ssim_window
+
     win = ssim_window(pred.device, pred.shape[1])
     return 0.8 * (pred - target).abs().mean() + 0.2 * (1.0 - ssim(pred, target, data_range=1.0, win=win))
-
-
-@functools.lru_cache(maxsize=16)
-def ssim_window(device: torch.device, channels: int, size: int = 11, sigma: float = 1.5) -> torch.Tensor:
-    """pytorch_msssim's default SSIM window (1-D Gaussian, 11 taps, sigma 1.5) for ``channels`` channels,
-    kept on ``device``. Left to the library it is built on the host at every call and copied over,
-    a copy from pageable memory that waits for the GPU: once per optimisation step."""
-    x = torch.arange(size, dtype=torch.float32) - size // 2
-    g = torch.exp(-(x**2) / (2 * sigma**2))
-    return (g / g.sum()).reshape(1, 1, 1, size).repeat(channels, 1, 1, 1).to(device)
 
 
 def depth_scale(g: Gaussians, cam_to_world: torch.Tensor) -> float:

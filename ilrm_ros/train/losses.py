@@ -7,6 +7,7 @@ import torch
 from pytorch_msssim import ssim
 
 from ilrm_ros.geometry import world_to_camera
+from ilrm_ros.pipeline.metrics import ssim_window
 
 RGB_LOSSES = ("mse", "rmse", "psnr")
 # How strongly each image's MSE is reweighted towards its own scale: 0 = plain MSE, 1 = log MSE (PSNR).
@@ -50,7 +51,9 @@ def render_loss(
     else:
         loss = mse
     if ssim_weight > 0:
-        value = ssim(pred_rgb.permute(0, 3, 1, 2), target_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=True)
+        win = ssim_window(pred_rgb.device, pred_rgb.shape[-1])
+        value = ssim(pred_rgb.permute(0, 3, 1, 2), target_rgb.permute(0, 3, 1, 2), data_range=1.0, size_average=True,
+                     win=win)
         loss = loss + ssim_weight * (1.0 - value)
         terms["ssim"] = value.detach()
     if depth_weight > 0:

@@ -106,3 +106,15 @@ def test_psnr_and_ssim():
     assert ssim(batch, batch) == pytest.approx(1.0, abs=1e-6)
     with pytest.raises(ValueError):
         psnr(a, a[:-1])
+
+
+def test_the_kept_ssim_window_is_pytorch_msssims_default():
+    from pytorch_msssim import ssim
+
+    from ilrm_ros.pipeline.metrics import ssim_window
+
+    gen = torch.Generator().manual_seed(3)
+    a, b = torch.rand(2, 3, 32, 40, generator=gen), torch.rand(2, 3, 32, 40, generator=gen)
+    win = ssim_window(torch.device("cpu"), 3)
+    assert win is ssim_window(torch.device("cpu"), 3)  # built once per device and channel count
+    assert torch.equal(ssim(a, b, data_range=1.0, win=win), ssim(a, b, data_range=1.0))

@@ -93,18 +93,6 @@ def test_zero_steps_returns_the_input_and_bad_arguments_are_refused():
         refine_gaussians(batched, images, K, c2w, steps=1)
 
 
-def test_the_kept_ssim_window_is_pytorch_msssims_default():
-    from pytorch_msssim import ssim
-
-    from ilrm_ros.scene.refine import ssim_window
-
-    gen = torch.Generator().manual_seed(3)
-    a, b = torch.rand(2, 3, 32, 40, generator=gen), torch.rand(2, 3, 32, 40, generator=gen)
-    win = ssim_window(torch.device("cpu"), 3)
-    assert win is ssim_window(torch.device("cpu"), 3)  # built once per device and channel count
-    assert torch.equal(ssim(a, b, data_range=1.0, win=win), ssim(a, b, data_range=1.0))
-
-
 def test_depth_scale_is_the_median_distance_from_the_first_camera():
     _, c2w = _cameras()
     g = _scene(6)
